@@ -1,0 +1,43 @@
+"""Domain errors with stable machine-readable codes.
+
+Constructors take only a message, so the errors survive a round trip through
+Celery's JSON serializer; the HTTP edge maps ``code`` to a status in one table.
+"""
+
+from __future__ import annotations
+
+
+class PatchDropError(Exception):
+    code = "patchdrop_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CheckpointError(PatchDropError, ValueError):
+    code = "invalid_checkpoint"
+
+
+class InvalidRasterError(PatchDropError, ValueError):
+    code = "invalid_raster"
+
+
+class WrongBandCountError(InvalidRasterError):
+    code = "wrong_band_count"
+
+
+class EmptyRasterError(InvalidRasterError):
+    code = "empty_raster"
+
+
+class GridError(PatchDropError, ValueError):
+    code = "invalid_grid"
+
+
+class BudgetError(PatchDropError, ValueError):
+    code = "invalid_budget"
+
+
+class DatasetNotFoundError(PatchDropError, FileNotFoundError):
+    code = "dataset_not_found"

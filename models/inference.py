@@ -1,0 +1,140 @@
+"""Batched inference with a model bundle: patch plans and two-stream classification.
+
+Pure functions on arrays of raw band values: no files, settings or globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.checkpoint import ModelBundle
+from models.errors import BudgetError, InvalidRasterError, WrongBandCountError
+from models.grid import mask_images, upsample
+from models.policy import budgeted_greedy_actions, topk_actions
+from models.reward import two_stream_probs
+
+
+@dataclass(frozen=True)
+class PatchDecision:
+    probabilities: list[float]
+    selected: list[int]
+    lr_class: str
+    lr_confidence: float
+    lr_probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Classification:
+    class_name: str
+    confidence: float
+    probabilities: dict[str, float]
+    patches_used: int
+
+
+def _check_batch(bundle: ModelBundle, x: np.ndarray | torch.Tensor, size: tuple[int, int], what: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    if t.dim() == 3:
+        t = t[None]
+    if t.dim() != 4:
+        raise InvalidRasterError(f"{what} must be (bands, height, width) or (batch, bands, height, width)")
+    if t.shape[1] != len(bundle.bands):
+        raise WrongBandCountError(
+            f"{what} has {t.shape[1]} bands; the model expects {len(bundle.bands)} ({', '.join(bundle.bands)})"
+        )
+    if tuple(t.shape[-2:]) != tuple(size):
+        raise InvalidRasterError(f"{what} is {tuple(t.shape[-2:])} px; the model expects {tuple(size)}")
+    if not torch.isfinite(t).all():
+        raise InvalidRasterError(f"{what} contains NaN or infinite values; fill nodata first")
+    return t
+
+
+def _device(bundle: ModelBundle) -> torch.device:
+    return next(bundle.policy.parameters()).device
+
+
+def _lr_logits(bundle: ModelBundle, lr_norm: torch.Tensor) -> torch.Tensor:
+    if bundle.lr_classifier is None:
+        raise InvalidRasterError("this model bundle has no LR classifier")
+    return bundle.lr_classifier(upsample(lr_norm, bundle.hr_size))
+
+
+@torch.inference_mode()
+def decide_patches(
+    bundle: ModelBundle, lr: np.ndarray | torch.Tensor, max_patches: int | None = None
+) -> list[PatchDecision]:
+    """Per-patch probabilities, the patches to buy and the LR-only prediction, for a batch of LR tiles.
+
+    With ``max_patches`` the greedy choice (s >= 0.5) is capped to the most probable patches.
+    """
+    if max_patches is not None and not 0 <= max_patches <= bundle.grid.num_patches:
+        raise BudgetError(f"max_patches must lie in 0..{bundle.grid.num_patches}, got {max_patches}")
+    lr_norm = bundle.normalise(_check_batch(bundle, lr, bundle.lr_size, "LR tile").to(_device(bundle)))
+    probs = torch.sigmoid(bundle.policy(lr_norm))
+    actions = budgeted_greedy_actions(probs, max_patches)
+    lr_probs = _lr_logits(bundle, lr_norm).softmax(-1)
+    names = bundle.class_names
+    decisions = []
+    for p, a, c in zip(probs.cpu(), actions.cpu(), lr_probs.cpu()):
+        best = int(c.argmax())
+        decisions.append(
+            PatchDecision(
+                probabilities=[round(float(v), 6) for v in p],
+                selected=[int(i) for i in torch.nonzero(a).flatten()],
+                lr_class=names[best],
+                lr_confidence=float(c[best]),
+                lr_probabilities={n: float(v) for n, v in zip(names, c)},
+            )
+        )
+    return decisions
+
+
+def actions_from_ids(patch_ids: list[list[int]], num_patches: int) -> torch.Tensor:
+    actions = torch.zeros(len(patch_ids), num_patches)
+    for row, ids in enumerate(patch_ids):
+        bad = [i for i in ids if not 0 <= i < num_patches]
+        if bad:
+            raise BudgetError(f"patch ids {bad} outside 0..{num_patches - 1}")
+        actions[row, list(ids)] = 1.0
+    return actions
+
+
+@torch.inference_mode()
+def classify(
+    bundle: ModelBundle,
+    lr: np.ndarray | torch.Tensor,
+    hr: np.ndarray | torch.Tensor,
+    patch_ids: list[list[int]],
+) -> list[Classification]:
+    """Two-stream prediction from LR tiles and HR imagery of the bought patches only."""
+    device = _device(bundle)
+    lr_norm = bundle.normalise(_check_batch(bundle, lr, bundle.lr_size, "LR tile").to(device))
+    hr_norm = bundle.normalise(_check_batch(bundle, hr, bundle.hr_size, "HR image").to(device))
+    actions = actions_from_ids(patch_ids, bundle.grid.num_patches).to(device)
+    fill = upsample(lr_norm, bundle.hr_size) if bundle.fill == "lr" else None
+    masked = mask_images(hr_norm, actions, bundle.grid, fill)
+    hr_logits = bundle.hr_classifier(masked)
+    if bundle.lr_classifier is not None and bundle.metadata.get("fusion", "paper") != "hr-only":
+        probs = two_stream_probs(hr_logits, _lr_logits(bundle, lr_norm), actions)
+    else:
+        probs = hr_logits.softmax(-1)
+    names = bundle.class_names
+    out = []
+    for row, ids in zip(probs.cpu(), patch_ids):
+        best = int(row.argmax())
+        out.append(
+            Classification(
+                class_name=names[best],
+                confidence=float(row[best]),
+                probabilities={n: float(v) for n, v in zip(names, row)},
+                patches_used=len(set(ids)),
+            )
+        )
+    return out
+
+
+def topk_ids(probs: list[float], k: int) -> list[int]:
+    actions = topk_actions(torch.tensor([probs]), k)[0]
+    return [int(i) for i in torch.nonzero(actions).flatten()]

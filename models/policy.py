@@ -1,0 +1,129 @@
+"""Patch-sampling actions: the agent's (sampled, greedy, top-k) and the paper's baselines."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from models.errors import BudgetError, GridError
+from models.grid import PatchGrid
+
+# Section 5.2 of the paper. Its Fixed-H list names 15 ids and omits 12: appended last.
+FIXED_H_ORDER: tuple[int, ...] = (5, 6, 9, 10, 13, 14, 1, 2, 0, 3, 4, 7, 8, 11, 15, 12)
+FIXED_V_ORDER: tuple[int, ...] = (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3)
+BASELINES = ("fixed-h", "fixed-v", "stochastic", "random")
+
+
+def explore(probs: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Exploration bound s <- a*s + (1-a)*(1-s): keeps every probability in [1-a, a]."""
+    if not 0.5 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0.5, 1], got {alpha}")
+    return alpha * probs + (1.0 - alpha) * (1.0 - probs)
+
+
+def alpha_at(progress: float, start: float = 0.7, end: float = 0.95) -> float:
+    """Linear alpha schedule over training progress in [0, 1]."""
+    progress = min(max(progress, 0.0), 1.0)
+    return start + (end - start) * progress
+
+
+def sample_actions(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    return torch.bernoulli(probs, generator=generator)
+
+
+def greedy_actions(probs: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Most likely action vector: patch p is bought when s_p >= threshold."""
+    return (probs >= threshold).to(probs.dtype)
+
+
+def topk_actions(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """Exactly the k most probable patches (ties broken by the lower patch id)."""
+    num_patches = probs.shape[-1]
+    if not 0 <= k <= num_patches:
+        raise BudgetError(f"budget k must lie in 0..{num_patches}, got {k}")
+    actions = torch.zeros_like(probs)
+    if k:
+        # A stable sort on -probs ranks equal probabilities by patch id.
+        order = torch.sort(-probs, dim=-1, stable=True).indices[..., :k]
+        actions.scatter_(-1, order, 1.0)
+    return actions
+
+
+def budgeted_greedy_actions(probs: torch.Tensor, max_patches: int | None) -> torch.Tensor:
+    """Greedy actions, keeping only the ``max_patches`` most probable ones when over the cap."""
+    greedy = greedy_actions(probs)
+    if max_patches is None:
+        return greedy
+    return greedy * topk_actions(probs, max_patches)
+
+
+def action_log_prob(probs: torch.Tensor, actions: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Sum over patches of the Bernoulli log-likelihood: (B, P) -> (B,)."""
+    probs = probs.clamp(eps, 1.0 - eps)
+    return (actions * probs.log() + (1.0 - actions) * (1.0 - probs).log()).sum(dim=-1)
+
+
+def _paper_grid_only(grid: PatchGrid, name: str) -> None:
+    if (grid.rows, grid.cols) != (4, 4):
+        raise GridError(f"{name} is defined by the paper for the 4x4 grid only, got {grid.rows}x{grid.cols}")
+
+
+def fixed_order(name: str, grid: PatchGrid) -> tuple[int, ...]:
+    _paper_grid_only(grid, name)
+    return {"fixed-h": FIXED_H_ORDER, "fixed-v": FIXED_V_ORDER}[name]
+
+
+def fixed_actions(order: tuple[int, ...], k: int, batch: int, num_patches: int) -> torch.Tensor:
+    if not 0 <= k <= num_patches:
+        raise BudgetError(f"budget k must lie in 0..{num_patches}, got {k}")
+    actions = torch.zeros(batch, num_patches)
+    actions[:, list(order[:k])] = 1.0
+    return actions
+
+
+def centre_weights(grid: PatchGrid, scale: float | None = None) -> torch.Tensor:
+    """Survival weights decaying with the distance of each patch centre to the image centre."""
+    rows = torch.arange(grid.rows, dtype=torch.float32) + 0.5 - grid.rows / 2
+    cols = torch.arange(grid.cols, dtype=torch.float32) + 0.5 - grid.cols / 2
+    dist = torch.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2).reshape(-1)
+    scale = scale if scale is not None else max(grid.rows, grid.cols) / 4
+    return torch.exp(-dist / scale)
+
+
+def weighted_k_actions(
+    weights: torch.Tensor, k: int, batch: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """k distinct patches per image, drawn without replacement with the given weights."""
+    num_patches = weights.numel()
+    if not 0 <= k <= num_patches:
+        raise BudgetError(f"budget k must lie in 0..{num_patches}, got {k}")
+    actions = torch.zeros(batch, num_patches)
+    if k:
+        idx = torch.multinomial(weights.expand(batch, -1), k, replacement=False, generator=generator)
+        actions.scatter_(1, idx, 1.0)
+    return actions
+
+
+def baseline_actions(
+    name: str,
+    grid: PatchGrid,
+    k: int,
+    batch: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Actions of a named baseline at a budget of exactly k patches per image."""
+    if name in ("fixed-h", "fixed-v"):
+        return fixed_actions(fixed_order(name, grid), k, batch, grid.num_patches)
+    if name == "stochastic":
+        return weighted_k_actions(centre_weights(grid), k, batch, generator)
+    if name == "random":
+        return weighted_k_actions(torch.ones(grid.num_patches), k, batch, generator)
+    raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+
+
+def fractional_k(mean_patches: float, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-image budgets whose mean is ``mean_patches``: floor or ceil, mixed in proportion."""
+    low = math.floor(mean_patches)
+    extra = torch.rand(batch, generator=generator) < (mean_patches - low)
+    return low + extra.long()

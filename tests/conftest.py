@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+
+def write_geotiff(
+    path: Path,
+    data: np.ndarray,
+    *,
+    crs: str | None = "EPSG:32618",
+    origin: tuple[float, float] = (435730.0, 4179460.0),
+    pixel_size: float = 40.0,
+    nodata: float | None = None,
+) -> Path:
+    """A GeoTIFF with any band count, dtype, CRS and nodata, for tests."""
+    count, height, width = data.shape
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": str(data.dtype),
+        "transform": from_origin(origin[0], origin[1], pixel_size, pixel_size),
+    }
+    if crs is not None:
+        profile["crs"] = crs
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.fixture
+def geotiff(tmp_path: Path) -> Callable[..., Path]:
+    counter = iter(range(10_000))
+
+    def make(data: np.ndarray, **kwargs) -> Path:
+        return write_geotiff(tmp_path / f"tile_{next(counter)}.tif", data, **kwargs)
+
+    return make
