@@ -41,3 +41,25 @@ class BudgetError(PatchDropError, ValueError):
 
 class DatasetNotFoundError(PatchDropError, FileNotFoundError):
     code = "dataset_not_found"
+
+
+class TileTooLargeError(InvalidRasterError):
+    code = "tile_too_large"
+
+
+class BandMismatchError(InvalidRasterError):
+    code = "wrong_bands"
+
+
+class CoverageError(InvalidRasterError):
+    """HR imagery that does not cover the patches a plan bought."""
+
+    code = "hr_not_covering"
+
+
+class PricingError(PatchDropError, ValueError):
+    code = "invalid_pricing"
+
+
+class InvalidDatasetError(PatchDropError, ValueError):
+    code = "invalid_dataset"

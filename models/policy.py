@@ -37,19 +37,6 @@ def greedy_actions(probs: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (probs >= threshold).to(probs.dtype)
 
 
-def topk_actions(probs: torch.Tensor, k: int) -> torch.Tensor:
-    """Exactly the k most probable patches (ties broken by the lower patch id)."""
-    num_patches = probs.shape[-1]
-    if not 0 <= k <= num_patches:
-        raise BudgetError(f"budget k must lie in 0..{num_patches}, got {k}")
-    actions = torch.zeros_like(probs)
-    if k:
-        # A stable sort on -probs ranks equal probabilities by patch id.
-        order = torch.sort(-probs, dim=-1, stable=True).indices[..., :k]
-        actions.scatter_(-1, order, 1.0)
-    return actions
-
-
 def budgeted_greedy_actions(probs: torch.Tensor, max_patches: int | None) -> torch.Tensor:
     """Greedy actions, keeping only the ``max_patches`` most probable ones when over the cap."""
     greedy = greedy_actions(probs)
@@ -74,12 +61,25 @@ def fixed_order(name: str, grid: PatchGrid) -> tuple[int, ...]:
     return {"fixed-h": FIXED_H_ORDER, "fixed-v": FIXED_V_ORDER}[name]
 
 
-def fixed_actions(order: tuple[int, ...], k: int, batch: int, num_patches: int) -> torch.Tensor:
-    if not 0 <= k <= num_patches:
+def first_k(scores: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
+    """Actions buying the k highest-scoring patches of each row; k may differ per row.
+
+    Equal scores are ranked by patch id (stable sort), so results are reproducible.
+    """
+    num_patches = scores.shape[-1]
+    k_t = torch.as_tensor(k, device=scores.device)
+    if (k_t < 0).any() or (k_t > num_patches).any():
         raise BudgetError(f"budget k must lie in 0..{num_patches}, got {k}")
-    actions = torch.zeros(batch, num_patches)
-    actions[:, list(order[:k])] = 1.0
-    return actions
+    order = torch.sort(-scores, dim=-1, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks.scatter_(-1, order, torch.arange(num_patches, device=scores.device).expand_as(order))
+    k_col = k_t.reshape(-1, 1) if k_t.dim() else k_t
+    return (ranks < k_col).to(scores.dtype)
+
+
+def topk_actions(probs: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
+    """Exactly the k most probable patches (ties broken by the lower patch id)."""
+    return first_k(probs, k)
 
 
 def centre_weights(grid: PatchGrid, scale: float | None = None) -> torch.Tensor:
@@ -91,35 +91,35 @@ def centre_weights(grid: PatchGrid, scale: float | None = None) -> torch.Tensor:
     return torch.exp(-dist / scale)
 
 
-def weighted_k_actions(
-    weights: torch.Tensor, k: int, batch: int, generator: torch.Generator | None = None
+def baseline_scores(
+    name: str, grid: PatchGrid, batch: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """k distinct patches per image, drawn without replacement with the given weights."""
-    num_patches = weights.numel()
-    if not 0 <= k <= num_patches:
-        raise BudgetError(f"budget k must lie in 0..{num_patches}, got {k}")
-    actions = torch.zeros(batch, num_patches)
-    if k:
-        idx = torch.multinomial(weights.expand(batch, -1), k, replacement=False, generator=generator)
-        actions.scatter_(1, idx, 1.0)
-    return actions
+    """(B, P) priorities of a named baseline: its first k patches are the k highest scores.
+
+    Stochastic and Random use the Gumbel-top-k trick, which draws k patches without
+    replacement with probability proportional to the weights.
+    """
+    if name in ("fixed-h", "fixed-v"):
+        order = fixed_order(name, grid)
+        scores = torch.empty(grid.num_patches)
+        scores[list(order)] = torch.arange(grid.num_patches, 0, -1, dtype=torch.float32)
+        return scores.expand(batch, -1).clone()
+    if name in ("stochastic", "random"):
+        weights = centre_weights(grid) if name == "stochastic" else torch.ones(grid.num_patches)
+        uniform = torch.rand(batch, grid.num_patches, generator=generator).clamp_min(1e-12)
+        return weights.log() - torch.log(-torch.log(uniform))
+    raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
 
 
 def baseline_actions(
     name: str,
     grid: PatchGrid,
-    k: int,
+    k: int | torch.Tensor,
     batch: int,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Actions of a named baseline at a budget of exactly k patches per image."""
-    if name in ("fixed-h", "fixed-v"):
-        return fixed_actions(fixed_order(name, grid), k, batch, grid.num_patches)
-    if name == "stochastic":
-        return weighted_k_actions(centre_weights(grid), k, batch, generator)
-    if name == "random":
-        return weighted_k_actions(torch.ones(grid.num_patches), k, batch, generator)
-    raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    """Actions of a named baseline at a budget of k patches per image."""
+    return first_k(baseline_scores(name, grid, batch, generator), k)
 
 
 def fractional_k(mean_patches: float, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:

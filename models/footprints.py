@@ -1,0 +1,117 @@
+"""Patch footprints as shapely geometry: CRS transforms, a metric working CRS, GeoJSON.
+
+Pure functions on coordinates: no rasters, files or settings. CRSs are passed
+as strings (``"EPSG:32618"`` or WKT), which is what crosses a JSON boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+from pyproj.aoi import AreaOfInterest
+from pyproj.database import query_utm_crs_info
+from shapely.geometry import box, mapping
+from shapely.geometry.base import BaseGeometry
+
+from models.errors import InvalidRasterError
+
+WGS84 = "EPSG:4326"
+Bounds = tuple[float, float, float, float]  # (minx, miny, maxx, maxy)
+
+
+@lru_cache(maxsize=128)
+def parse_crs(crs: str) -> CRS:
+    try:
+        return CRS.from_user_input(crs)
+    except Exception as exc:  # pyproj raises CRSError, a plain Exception subclass, among others
+        raise InvalidRasterError(f"unknown or invalid CRS {crs!r}: {exc}") from exc
+
+
+@lru_cache(maxsize=128)
+def _transformer(src: str, dst: str) -> Transformer:
+    # Building a transformer costs milliseconds; plans reuse a handful of CRSs.
+    return Transformer.from_crs(parse_crs(src), parse_crs(dst), always_xy=True)
+
+
+def crs_code(crs: str) -> str | None:
+    """``"EPSG:32618"``-style authority code of a CRS, or None when it has none."""
+    parsed = parse_crs(crs)
+    auth = parsed.to_authority(min_confidence=90)
+    return f"{auth[0]}:{auth[1]}" if auth else None
+
+
+def transform_geometry(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
+    if src == dst:
+        return geom
+    transformer = _transformer(src, dst)
+
+    def _xy(coords: np.ndarray) -> np.ndarray:
+        x, y = transformer.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
+    out = shapely.transform(geom, _xy)
+    if not np.isfinite(shapely.get_coordinates(out)).all():
+        raise InvalidRasterError(f"the footprint cannot be expressed in {dst} (coordinates out of range)")
+    return out
+
+
+def _is_metric(crs: CRS) -> bool:
+    return crs.is_projected and all(
+        (axis.unit_name or "").lower() in ("metre", "meter") for axis in crs.axis_info
+    )
+
+
+@lru_cache(maxsize=128)
+def _utm_for(lon: float, lat: float) -> str:
+    infos = query_utm_crs_info(
+        datum_name="WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat)
+    )
+    if not infos:
+        raise InvalidRasterError(f"no UTM zone for longitude {lon}, latitude {lat}")
+    return f"{infos[0].auth_name}:{infos[0].code}"
+
+
+def metric_crs(crs: str, geom: BaseGeometry) -> str:
+    """A CRS in metres to measure widths and areas in: the tile's own when it is one, else UTM."""
+    if _is_metric(parse_crs(crs)):
+        return crs
+    centre = transform_geometry(geom.centroid, crs, WGS84)
+    return _utm_for(round(centre.x, 3), round(centre.y, 3))
+
+
+def boxes(bounds: Sequence[Bounds]) -> list[shapely.Polygon]:
+    return [box(*b) for b in bounds]
+
+
+def area_km2(geom: BaseGeometry) -> float:
+    """Area of a geometry given in a metric CRS, in km²."""
+    return geom.area / 1e6
+
+
+def geojson(geom: BaseGeometry, ndigits: int | None = None) -> dict[str, Any]:
+    """GeoJSON geometry dict; coordinates rounded to ``ndigits`` decimals when given."""
+    return _listify(mapping(geom), ndigits)
+
+
+def _listify(obj: Any, ndigits: int | None) -> Any:
+    if isinstance(obj, dict):
+        return {k: _listify(v, ndigits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_listify(v, ndigits) for v in obj]
+    if isinstance(obj, float) and ndigits is not None:
+        return round(obj, ndigits)
+    return obj
+
+
+def bounds_in(bounds: Bounds, src: str, dst: str) -> Bounds:
+    """Bounding box in ``dst`` of a box given in ``src`` (edges densified)."""
+    if src == dst:
+        return tuple(float(v) for v in bounds)  # type: ignore[return-value]
+    transformer = _transformer(src, dst)
+    out = transformer.transform_bounds(*bounds, densify_pts=21)
+    return tuple(float(v) for v in out)  # type: ignore[return-value]

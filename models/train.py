@@ -1,0 +1,269 @@
+"""Offline training CLI: one subcommand per stage, and ``chain`` for the whole benchmark.
+
+    python -m models.train chain --benchmark fashion_mnist --out runs/fmnist
+
+Each stage reads the previous stage's bundle from ``--out`` and writes its own:
+classifiers.pt -> pt.pt -> ft1.pt -> ft2.pt; baselines-<name>.pt; then a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import ModelBundle, build_bundle, git_commit, load_bundle, save_bundle
+from models.datasets.base import Splits
+from models.training import evaluate as ev
+from models.training import stages
+from models.training.config import TrainConfig
+
+log = logging.getLogger("patchdrop.train")
+STAGE_FILES = {"Pt": "pt.pt", "Ft-1": "ft1.pt", "Ft-2": "ft2.pt"}
+BASELINE_NAMES = {"fixed-h": "Fixed-H", "fixed-v": "Fixed-V", "stochastic": "Stochastic", "random": "Random"}
+
+
+def load_benchmark(name: str, data_root: Path | None, seed: int, subset: int | None) -> Splits:
+    if name in ("fashion_mnist", "scattered_fashion_mnist"):
+        from models.datasets.fashion_mnist import BENCHMARKS, DEFAULT_ROOT
+
+        splits = BENCHMARKS[name](data_root or DEFAULT_ROOT, seed=seed)
+    elif name == "chips":
+        from models.datasets.chips import load_chip_splits
+
+        if data_root is None:
+            raise SystemExit("--data-root is required for --benchmark chips")
+        splits = load_chip_splits(data_root, lr_factor=4, seed=seed)
+    else:
+        raise SystemExit(f"unknown benchmark {name!r}")
+    if subset:
+        splits = Splits(*(s.subset(slice(0, subset)) for s in (splits.train, splits.val, splits.test)))
+    return splits
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Run:
+    """One benchmark's output folder, its data and its settings."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.out: Path = args.out
+        self.out.mkdir(parents=True, exist_ok=True)
+        overrides = {k: getattr(args, k, None) for k in ("seed", "device", "threads")}
+        self.cfg = TrainConfig.from_json(args.config, **overrides)
+        for kv in args.set or []:
+            key, _, value = kv.partition("=")
+            if not hasattr(self.cfg, key):
+                raise SystemExit(f"unknown setting {key!r}")
+            setattr(self.cfg, key, type(getattr(self.cfg, key))(value) if getattr(self.cfg, key) is not None else int(value))
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        torch.manual_seed(self.cfg.seed)
+        self.device = pick_device(self.cfg.device)
+        self.benchmark = args.benchmark
+        handler = logging.FileHandler(self.out / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+        log.addHandler(logging.StreamHandler())
+        log.setLevel(logging.INFO)
+        t = time.time()
+        self.splits = load_benchmark(args.benchmark, args.data_root, self.cfg.seed, args.subset)
+        log.info("loaded %s: %d/%d/%d images in %.1fs", args.benchmark, len(self.splits.train),
+                 len(self.splits.val), len(self.splits.test), time.time() - t)
+
+    def path(self, name: str) -> Path:
+        return self.out / name
+
+    def context(self, bundle: ModelBundle) -> stages.Context:
+        return stages.Context(bundle.to(self.device), self.splits, self.cfg, self.device)
+
+    def load(self, name: str) -> ModelBundle:
+        return load_bundle(self.path(name), map_location=self.device)
+
+    def save(self, bundle: ModelBundle, name: str, stage: str, metrics: dict[str, Any], seconds: float) -> None:
+        meta = bundle.metadata
+        meta.update(
+            stage=stage,
+            model_id=f"{self.benchmark}-{stage}",
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            git_commit=git_commit(),
+            config=self.cfg.to_dict(),
+        )
+        meta.setdefault("metrics", {})[stage] = {**metrics, "seconds": round(seconds, 1)}
+        save_bundle(bundle, self.path(name))
+        log.info("wrote %s (%s, %.0fs)", self.path(name), metrics, seconds)
+
+
+def cmd_classifiers(run: Run) -> None:
+    train = run.splits.train
+    mean, std = train.band_statistics()
+    cfg = run.cfg
+    bundle = build_bundle(
+        class_names=train.class_names, bands=train.bands, band_mean=mean, band_std=std,
+        hr_size=train.hr_size, lr_size=train.lr_size,
+        policy_depth=cfg.policy_depth, policy_width=cfg.policy_width,
+        classifier_depth=cfg.classifier_depth, classifier_width=cfg.classifier_width,
+        classifier_stem_stride=cfg.classifier_stem_stride, fill=cfg.fill,
+        training_data={"benchmark": run.benchmark, "train": len(train), "val": len(run.splits.val),
+                       "test": len(run.splits.test), "seed": cfg.seed, **train.info},
+    )  # fmt: skip
+    t = time.time()
+    metrics = stages.pretrain_classifiers(run.context(bundle))
+    run.save(bundle, "classifiers.pt", "classifiers", metrics, time.time() - t)
+
+
+def _agent_stage(run: Run, stage: str, source: str, target: str) -> None:
+    bundle = run.load(source)
+    if stage == "ft2":
+        bundle.metadata["fusion"] = run.cfg.fusion
+    t = time.time()
+    metrics = stages.train_agent(run.context(bundle), stage)
+    run.save(bundle, target, stage, metrics, time.time() - t)
+
+
+def cmd_pt(run: Run) -> None:
+    _agent_stage(run, "pt", "classifiers.pt", "pt.pt")
+
+
+def cmd_ft1(run: Run) -> None:
+    _agent_stage(run, "ft1", "pt.pt", "ft1.pt")
+
+
+def cmd_ft2(run: Run) -> None:
+    _agent_stage(run, "ft2", "ft1.pt", "ft2.pt")
+
+
+def cmd_baselines(run: Run, names: list[str]) -> None:
+    """Each baseline's classifier finetuned on its own masks at the budgets Ft-1 and Ft-2 chose."""
+    budgets = []
+    for f in ("ft1.pt", "ft2.pt"):
+        if run.path(f).exists():
+            meta = run.load(f).metadata
+            budgets.append(meta["metrics"][meta["stage"]]["patches"])
+    if not budgets:
+        raise SystemExit("run ft1 (and ft2) first: baselines are trained at PatchDrop's budgets")
+    mean_patches = sum(budgets) / len(budgets)
+    for name in names:
+        bundle = run.load("classifiers.pt")
+        t = time.time()
+        metrics = stages.finetune_baseline(run.context(bundle), name, mean_patches)
+        bundle.metadata["baseline"] = {"name": name, "mean_patches": mean_patches}
+        run.save(bundle, f"baseline-{name}.pt", f"baseline-{name}", metrics, time.time() - t)
+
+
+def cmd_hard_positives(run: Run) -> dict[str, Any]:
+    """Finetune the HR classifier with and without hard positives; test accuracy on full HR images."""
+    policy = run.load("ft1.pt").policy
+    out = {}
+    for use_policy in (True, False):
+        bundle = run.load("classifiers.pt")
+        ctx = run.context(bundle)
+        t = time.time()
+        val = stages.hard_positive_finetune(ctx, policy, use_policy)
+        test_acc = stages.accuracy(ctx, bundle.hr_classifier, run.splits.test, lambda b: b.hr)
+        key = "hard_positives" if use_policy else "control_same_epochs"
+        out[key] = {"val_accuracy": round(100 * val["acc"], 2), "test_accuracy": round(100 * test_acc, 2),
+                    "seconds": round(time.time() - t, 1)}  # fmt: skip
+        log.info("%s: %s", key, out[key])
+    ev.write_json(out, run.path("hard_positives.json"))
+    return out
+
+
+def cmd_evaluate(run: Run, results_json: Path | None, command: str) -> dict[str, Any]:
+    t = time.time()
+    models = ev.Models(
+        classifiers=run.load("classifiers.pt"),
+        stages={k: run.load(f) for k, f in STAGE_FILES.items() if run.path(f).exists()},
+        baselines={
+            label: run.load(f"baseline-{key}.pt")
+            for key, label in BASELINE_NAMES.items()
+            if run.path(f"baseline-{key}.pt").exists()
+        },
+    )
+    report = ev.evaluate(models, run.splits.test, run.cfg.eval_batch, run.cfg.seed, run.device)
+    report_dir = run.path("report")
+    report_dir.mkdir(exist_ok=True)
+    grid = models.classifiers.grid
+    title = f"PatchDrop on {run.benchmark} (test split, {len(run.splits.test)} images)"
+    ev.plot_sweep(report, report_dir / "accuracy_vs_patches.png", title)
+    if report["frequency"]:
+        ev.plot_heatmaps(report, grid.rows, grid.cols, report_dir / "patch_heatmap.png")
+    if "Ft-2" in models.stages:
+        ev.plot_examples(models.stages["Ft-2"], run.splits.test, report_dir / "examples.png")
+    timings = {k: b.metadata["metrics"] for k, b in models.stages.items()}
+    hp = run.path("hard_positives.json")
+    report["hard_positives"] = ev.json.loads(hp.read_text()) if hp.exists() else None
+    report["training"] = {"config": run.cfg.to_dict(), "stage_metrics": timings}
+    report["evaluation_seconds"] = round(time.time() - t, 1)
+    ev.write_json(report, report_dir / "report.json")
+    ev.write_markdown(report, report_dir / "report.md", title, f"Command: `{command}`")
+    if results_json:
+        flat: dict[str, Any] = {name: m for name, m in report["methods"].items()}
+        flat.update(date=dt.date.today().isoformat(), commit=git_commit(), command=command)
+        results_json.parent.mkdir(parents=True, exist_ok=True)
+        ev.write_json(flat, results_json)
+    log.info("evaluation done in %.0fs: %s", time.time() - t, report["methods"])
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("classifiers", "pt", "ft1", "ft2", "baselines", "hard-positives", "evaluate", "chain"):
+        p = sub.add_parser(name)
+        p.add_argument("--benchmark", required=True, choices=["fashion_mnist", "scattered_fashion_mnist", "chips"])
+        p.add_argument("--out", type=Path, required=True, help="run folder holding the stage checkpoints")
+        p.add_argument("--data-root", type=Path, default=None)
+        p.add_argument("--config", type=Path, default=None, help="JSON file of TrainConfig fields")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--device", default=None, help="cpu, cuda or auto (a GPU when present)")
+        p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--subset", type=int, default=None, help="use only the first N images of each split")
+        p.add_argument("--baselines", default="fixed-h,fixed-v,stochastic,random")
+        p.add_argument("--results-json", type=Path, default=None, help="flat results file for benchmarks/")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import shlex
+    import sys
+
+    args = build_parser().parse_args(argv)
+    command = "python -m models.train " + shlex.join(argv if argv is not None else sys.argv[1:])
+    run = Run(args)
+    baselines = [b for b in args.baselines.split(",") if b]
+    t = time.time()
+    steps = {
+        "classifiers": lambda: cmd_classifiers(run),
+        "pt": lambda: cmd_pt(run),
+        "ft1": lambda: cmd_ft1(run),
+        "ft2": lambda: cmd_ft2(run),
+        "baselines": lambda: cmd_baselines(run, baselines),
+        "hard-positives": lambda: cmd_hard_positives(run),
+        "evaluate": lambda: cmd_evaluate(run, args.results_json, command),
+    }
+    if args.command == "chain":
+        order = ["classifiers", "pt", "ft1", "ft2", "baselines"]
+        if run.cfg.hard_positive_epochs:
+            order.append("hard-positives")
+        for step in order + ["evaluate"]:
+            steps[step]()
+    else:
+        steps[args.command]()
+    log.info("%s finished in %.1f min", args.command, (time.time() - t) / 60)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

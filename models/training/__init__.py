@@ -1,0 +1,1 @@
+"""Trainers: losses, optimisation and model selection. Datasets and networks come from elsewhere."""

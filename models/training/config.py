@@ -1,0 +1,58 @@
+"""Training settings: one dataclass, defaults for the CPU benchmarks, overridable from JSON or flags."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    # networks
+    policy_depth: int = 8
+    policy_width: int = 16
+    classifier_depth: int = 8
+    classifier_width: int = 16
+    classifier_stem_stride: int = 1
+    fill: str = "lr"  # dropped patches: upsampled LR ("lr") or zeros ("zeros", as the paper)
+    # classifier pretraining
+    cls_epochs: int = 4
+    lr_cls_epochs: int = 2
+    cls_lr: float = 2e-3
+    cls_batch: int = 128
+    augment_flip: bool = True
+    # agent stages
+    pt_epochs: int = 3
+    ft1_epochs: int = 3
+    ft2_epochs: int = 2
+    policy_lr: float = 1e-3
+    finetune_cls_lr: float = 5e-4
+    pt_batch: int = 512
+    ft_batch: int = 128
+    sigma_pt: float = 2.0
+    sigma_ft: float = 3.0
+    alpha_start: float = 0.7
+    alpha_end: float = 0.95
+    fusion: str = "paper"  # Ft-2 score: "paper" (S/P) or "confidence"
+    # hard-positive augmentation (Sec. 7 of the paper)
+    hard_positive_epochs: int = 0
+    # evaluation
+    eval_batch: int = 1000
+
+    @classmethod
+    def from_json(cls, path: Path | None, **overrides: Any) -> "TrainConfig":
+        values: dict[str, Any] = json.loads(path.read_text()) if path else {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config keys in {path}: {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
