@@ -56,8 +56,40 @@ def transform_geometry(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
 
     out = shapely.transform(geom, _xy)
     if not np.isfinite(shapely.get_coordinates(out)).all():
-        raise InvalidRasterError(f"the footprint cannot be expressed in {dst} (coordinates out of range)")
+        raise InvalidRasterError(
+            f"the footprint cannot be expressed in {dst} (coordinates out of range)"
+        )
     return out
+
+
+def transform_coords(coords: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """(..., 2) x/y coordinates from ``src`` to ``dst`` in one vectorised call."""
+    coords = np.asarray(coords, dtype=np.float64)
+    if src == dst:
+        return coords
+    x, y = _transformer(src, dst).transform(coords[..., 0], coords[..., 1])
+    out = np.stack([np.asarray(x), np.asarray(y)], axis=-1)
+    if not np.isfinite(out).all():
+        raise InvalidRasterError(
+            f"the footprint cannot be expressed in {dst} (coordinates out of range)"
+        )
+    return out
+
+
+def box_rings(bounds: Sequence[Bounds]) -> np.ndarray:
+    """(N, 5, 2) closed counter-clockwise rings of axis-aligned boxes."""
+    b = np.asarray(bounds, dtype=np.float64).reshape(-1, 4)
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    xs = np.stack([x1, x1, x0, x0, x1], axis=1)
+    ys = np.stack([y0, y1, y1, y0, y0], axis=1)
+    return np.stack([xs, ys], axis=-1)
+
+
+def ring_geojson(ring: np.ndarray, ndigits: int | None = None) -> dict[str, Any]:
+    """GeoJSON Polygon from one (n, 2) closed ring."""
+    if ndigits is not None:
+        ring = np.round(ring, ndigits)
+    return {"type": "Polygon", "coordinates": [ring.tolist()]}
 
 
 def _is_metric(crs: CRS) -> bool:
@@ -94,18 +126,10 @@ def area_km2(geom: BaseGeometry) -> float:
 
 
 def geojson(geom: BaseGeometry, ndigits: int | None = None) -> dict[str, Any]:
-    """GeoJSON geometry dict; coordinates rounded to ``ndigits`` decimals when given."""
-    return _listify(mapping(geom), ndigits)
-
-
-def _listify(obj: Any, ndigits: int | None) -> Any:
-    if isinstance(obj, dict):
-        return {k: _listify(v, ndigits) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_listify(v, ndigits) for v in obj]
-    if isinstance(obj, float) and ndigits is not None:
-        return round(obj, ndigits)
-    return obj
+    """GeoJSON geometry dict (tuples for coordinates); coordinates rounded to ``ndigits`` decimals."""
+    if ndigits is not None:
+        geom = shapely.transform(geom, lambda coords: np.round(coords, ndigits))
+    return mapping(geom)
 
 
 def bounds_in(bounds: Bounds, src: str, dst: str) -> Bounds:

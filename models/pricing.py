@@ -1,0 +1,184 @@
+"""What an HR order costs: orderable polygons, vendor minimums and the order total.
+
+Vendors sell archive imagery per km² of area of interest (AOI). Each AOI
+polygon must be single-part, without holes and at least a minimum width; it is
+billed for at least a minimum area; the order as a whole has a minimum charge.
+Buying scattered small patches can therefore cost more than the whole tile,
+so selected patches are merged into polygons here and, where one covering
+rectangle is cheaper than two separate polygons, merged further.
+
+Geometry is in a metric CRS (metres); nothing here knows about rasters or files.
+The figures themselves are configuration (``PricingProfile``), not code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import shapely
+from shapely.geometry import Polygon, box
+
+from models.errors import PricingError
+
+_EPS_M = 1e-3  # 1 mm: tolerance when testing whether an order covers a patch
+
+
+@dataclass(frozen=True)
+class PricingProfile:
+    """A vendor's price list for one product (e.g. 30-50 cm archive imagery)."""
+
+    price_per_km2: float
+    min_area_km2: float  # billed area of one order polygon is at least this
+    min_width_m: float  # order polygons narrower than this are widened
+    min_order_charge: float  # a non-empty order costs at least this
+    currency: str = "USD"
+
+    def __post_init__(self) -> None:
+        for name in ("price_per_km2", "min_area_km2", "min_width_m", "min_order_charge"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise PricingError(f"pricing {name} must be a finite number >= 0, got {value!r}")
+        if not self.currency:
+            raise PricingError("pricing currency must be set")
+
+    def to_dict(self) -> dict[str, float | str]:
+        return asdict(self)
+
+
+# Defaults modelled on public archive price lists (30-50 cm archive: USD 10-30 per km²;
+# marketplace archive AOIs of 1-50 km²). The service takes every field from its
+# settings (PATCHDROP_PRICING__*), so these are only the values used when none is set.
+ARCHIVE_PRICE_LIST = PricingProfile(
+    price_per_km2=20.0, min_area_km2=1.0, min_width_m=500.0, min_order_charge=100.0, currency="USD"
+)
+
+
+@dataclass(frozen=True)
+class OrderPolygon:
+    geometry: Polygon  # metric CRS
+    area_km2: float
+    billable_km2: float
+    price: float
+
+
+@dataclass(frozen=True)
+class Quote:
+    polygons: tuple[OrderPolygon, ...]
+    price: float  # order total, minimum charge included
+    currency: str
+    minimum_charge_applied: bool
+
+    @property
+    def area_km2(self) -> float:
+        return sum(p.area_km2 for p in self.polygons)
+
+    @property
+    def billable_km2(self) -> float:
+        return sum(p.billable_km2 for p in self.polygons)
+
+    def covered(self, patches: Sequence[Polygon]) -> list[int]:
+        """Ids of the patches this order covers completely (patches in the same metric CRS)."""
+        if not self.polygons:
+            return []
+        union = shapely.union_all([p.geometry for p in self.polygons]).buffer(_EPS_M)
+        return [i for i, patch in enumerate(patches) if union.covers(patch)]
+
+
+def widen(poly: Polygon, min_width: float) -> Polygon:
+    """The polygon, grown across its narrow side to ``min_width`` when it is narrower.
+
+    Width is the short side of the minimum rotated rectangle; the rectangle is
+    widened symmetrically about its centre line and joined to the polygon.
+    """
+    if min_width <= 0:
+        return poly
+    rect = poly.minimum_rotated_rectangle
+    if not isinstance(rect, Polygon):  # degenerate (a line or a point)
+        return poly.buffer(min_width / 2, join_style="mitre")
+    (x0, y0), (x1, y1), (x2, y2) = list(rect.exterior.coords)[:3]
+    e0 = (x1 - x0, y1 - y0)
+    e1 = (x2 - x1, y2 - y1)
+    len0, len1 = math.hypot(*e0), math.hypot(*e1)
+    short, short_len, long_, long_len = (
+        (e0, len0, e1, len1) if len0 <= len1 else (e1, len1, e0, len0)
+    )
+    if short_len >= min_width - _EPS_M:
+        return poly
+    cx, cy = rect.centroid.x, rect.centroid.y
+    sx, sy = short[0] / short_len, short[1] / short_len
+    lx, ly = (long_[0] / long_len, long_[1] / long_len) if long_len else (-sy, sx)
+    half_s, half_l = min_width / 2, max(long_len, min_width) / 2
+    corners = [
+        (cx + a * half_l * lx + b * half_s * sx, cy + a * half_l * ly + b * half_s * sy)
+        for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1))
+    ]
+    return shapely.union(poly, Polygon(corners))
+
+
+def _single_parts(geom: shapely.Geometry) -> list[Polygon]:
+    """Polygons of a (multi)polygon with their holes filled: orderable AOIs are hole-free."""
+    parts = getattr(geom, "geoms", [geom])
+    return [Polygon(p.exterior) for p in parts if isinstance(p, Polygon) and not p.is_empty]
+
+
+def orderable_polygons(geoms: Iterable[Polygon], min_width: float) -> list[Polygon]:
+    """Merge, fill holes, widen narrow parts; repeat until widening merges nothing new."""
+    parts = _single_parts(shapely.union_all(list(geoms)))
+    for _ in range(16):
+        widened = [widen(p, min_width) for p in parts]
+        merged = _single_parts(shapely.union_all(widened))
+        if len(merged) == len(parts) and all(
+            a.equals_exact(b, 1e-6) for a, b in zip(merged, widened)
+        ):
+            return merged
+        parts = merged
+    return parts
+
+
+def _priced(poly: Polygon, profile: PricingProfile) -> OrderPolygon:
+    area = poly.area / 1e6
+    billable = max(area, profile.min_area_km2)
+    return OrderPolygon(poly, area, billable, billable * profile.price_per_km2)
+
+
+def _subtotal(polys: Sequence[Polygon], profile: PricingProfile) -> float:
+    return sum(_priced(p, profile).price for p in polys)
+
+
+def _merge_cheaper(polys: list[Polygon], profile: PricingProfile) -> list[Polygon]:
+    """Greedily replace two polygons by one covering rectangle while that lowers the subtotal."""
+    while len(polys) > 1:
+        current = _subtotal(polys, profile)
+        best: tuple[float, list[Polygon]] | None = None
+        for i in range(len(polys)):
+            for j in range(i + 1, len(polys)):
+                envelope = box(*shapely.union(polys[i], polys[j]).bounds)
+                # Cheap lower bound first: the pair's own saving, ignoring overlaps with others.
+                pair = _priced(polys[i], profile).price + _priced(polys[j], profile).price
+                if _priced(envelope, profile).price >= pair - 1e-9:
+                    continue
+                rest = [p for k, p in enumerate(polys) if k not in (i, j)]
+                candidate = orderable_polygons([*rest, envelope], profile.min_width_m)
+                cost = _subtotal(candidate, profile)
+                if cost < current - 1e-9 and (best is None or cost < best[0]):
+                    best = (cost, candidate)
+        if best is None:
+            break
+        polys = best[1]
+    return polys
+
+
+def quote(geoms: Sequence[Polygon], profile: PricingProfile) -> Quote:
+    """Price an order for the given footprints (metric CRS), minimums applied."""
+    if not geoms:
+        return Quote((), 0.0, profile.currency, False)
+    polys = _merge_cheaper(orderable_polygons(geoms, profile.min_width_m), profile)
+    polys = [p.simplify(0) for p in polys]  # drop collinear vertices left by the union
+    priced = tuple(
+        _priced(p, profile) for p in sorted(polys, key=lambda p: (-p.bounds[3], p.bounds[0]))
+    )
+    subtotal = sum(p.price for p in priced)
+    total = max(subtotal, profile.min_order_charge)
+    return Quote(priced, round(total, 2), profile.currency, total > subtotal)
