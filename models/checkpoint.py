@@ -74,12 +74,12 @@ class ModelBundle:
             nets["lr_classifier"] = self.lr_classifier
         return nets
 
-    def to(self, device: torch.device | str) -> "ModelBundle":
+    def to(self, device: torch.device | str) -> ModelBundle:
         for net in self.networks().values():
             net.to(device)
         return self
 
-    def eval(self) -> "ModelBundle":
+    def eval(self) -> ModelBundle:
         for net in self.networks().values():
             net.eval()
         return self

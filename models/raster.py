@@ -7,6 +7,7 @@ plain ``PixelWindow`` tuples, never as rasterio objects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -20,9 +21,16 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.transform import Affine
+from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from models.errors import EmptyRasterError, InvalidRasterError, WrongBandCountError
+from models.errors import (
+    BandMismatchError,
+    EmptyRasterError,
+    InvalidRasterError,
+    TileTooLargeError,
+    WrongBandCountError,
+)
 from models.grid import PatchGrid
 
 PixelWindow = tuple[int, int, int, int]  # (row_off, col_off, height, width) in native pixels
@@ -39,6 +47,7 @@ class RasterTile:
     width: int  # native pixels
     height: int
     dtype: str
+    thumbnail: np.ndarray | None = None  # (bands, h, w) float32 overview, NaN where nodata
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -77,19 +86,37 @@ def read_tile(
     out_size: tuple[int, int],
     band_count: int | None = None,
     resampling: Resampling = Resampling.average,
+    *,
+    band_names: Sequence[str] | None = None,
+    drivers: Sequence[str] | None = None,
+    max_pixels: int | None = None,
+    thumbnail_size: int | None = None,
+    name: str = "the raster",
 ) -> RasterTile:
-    """Read a georeferenced tile resampled to ``out_size`` (height, width) with area averaging."""
+    """Read a georeferenced tile resampled to ``out_size`` (height, width) with area averaging.
+
+    ``band_names`` (the model's bands) checks the count and, where the file names its
+    bands, their names, and reads them in the model's order. ``drivers`` restricts the
+    accepted formats (``("GTiff",)``), ``max_pixels`` the native size, and
+    ``thumbnail_size`` adds a small native-resolution overview for previews.
+    """
+    expected = len(band_names) if band_names is not None else band_count
     try:
         with open_raster(source) as ds:
-            if ds.crs is None:
-                raise InvalidRasterError("the raster has no CRS; a georeferenced GeoTIFF is required")
-            if ds.transform == Affine.identity():
-                raise InvalidRasterError("the raster has no geotransform")
-            if ds.transform.b != 0 or ds.transform.d != 0:
-                raise InvalidRasterError("rotated geotransforms are not supported; warp the tile north-up first")
-            if band_count is not None and ds.count != band_count:
-                raise WrongBandCountError(f"the raster has {ds.count} bands; the model expects {band_count}")
-            data = ds.read(out_shape=(ds.count, *out_size), resampling=resampling, masked=True)
+            check_georeferenced(ds, name, drivers, max_pixels)
+            if band_names is not None:
+                indexes = match_bands(ds.descriptions, band_names, name)
+            else:
+                if expected is not None and ds.count != expected:
+                    raise WrongBandCountError(f"the raster has {ds.count} bands; the model expects {expected}")
+                indexes = list(range(1, ds.count + 1))
+            data = ds.read(indexes, out_shape=(len(indexes), *out_size), resampling=resampling, masked=True)
+            thumbnail = None
+            if thumbnail_size:
+                scale = min(1.0, thumbnail_size / max(ds.width, ds.height))
+                shape = (len(indexes), max(1, round(ds.height * scale)), max(1, round(ds.width * scale)))
+                thumb = ds.read(indexes, out_shape=shape, resampling=Resampling.average, masked=True)
+                thumbnail = np.ma.masked_invalid(thumb.astype(np.float32)).filled(np.nan)
             tile_meta = (ds.crs, ds.transform, ds.width, ds.height, ds.dtypes[0])
     except RasterioError as exc:
         raise InvalidRasterError(f"not a readable GeoTIFF: {exc}") from exc
@@ -97,7 +124,72 @@ def read_tile(
     valid = ~np.ma.getmaskarray(array).all(axis=0)
     if not valid.any():
         raise EmptyRasterError("the tile holds only nodata")
-    return RasterTile(fill_with_band_mean(array), valid, *tile_meta)
+    return RasterTile(fill_with_band_mean(array), valid, *tile_meta, thumbnail=thumbnail)
+
+
+def check_georeferenced(
+    ds: DatasetReader,
+    name: str = "the raster",
+    drivers: Sequence[str] | None = None,
+    max_pixels: int | None = None,
+) -> None:
+    """Refuse formats outside ``drivers``, missing or rotated georeferencing, oversized rasters."""
+    if drivers is not None and ds.driver not in drivers:
+        raise InvalidRasterError(f"{name} is a {ds.driver} file, not a GeoTIFF")
+    if max_pixels is not None and ds.width * ds.height > max_pixels:
+        raise TileTooLargeError(
+            f"{name} is {ds.width}x{ds.height} px ({ds.width * ds.height} px); the limit is {max_pixels} px"
+        )
+    if ds.crs is None:
+        raise InvalidRasterError(f"{name} has no CRS; a georeferenced GeoTIFF is required")
+    if ds.transform == Affine.identity():
+        raise InvalidRasterError(f"{name} has no geotransform; a georeferenced GeoTIFF is required")
+    if ds.transform.b != 0 or ds.transform.d != 0:
+        raise InvalidRasterError(f"{name} has a rotated geotransform; warp it north-up first")
+
+
+_BAND_ID = re.compile(r"^B0*(\d+)(A?)$")
+
+
+def _band_key(label: str) -> str:
+    """Normalised band label: ``b2``, ``B2`` and ``B02`` all read ``B02``."""
+    text = label.strip().upper()
+    m = _BAND_ID.match(text)
+    return f"B{int(m.group(1)):02d}{m.group(2)}" if m else text
+
+
+def match_bands(descriptions: Sequence[str | None], expected: Sequence[str], name: str = "the raster") -> list[int]:
+    """1-based indexes that read ``expected`` bands in order from a file with these descriptions.
+
+    Files without band descriptions are taken to hold the bands in the expected order.
+    Files that name their bands must name exactly the expected ones (any order).
+    """
+    if len(descriptions) != len(expected):
+        raise WrongBandCountError(
+            f"{name} has {len(descriptions)} bands; the model expects {len(expected)} ({', '.join(expected)})"
+        )
+    if not all(descriptions):
+        return list(range(1, len(expected) + 1))
+    got = [_band_key(d) for d in descriptions]  # type: ignore[arg-type]
+    want = [_band_key(e) for e in expected]
+    named_like_bands = any(g in want or _BAND_ID.match(g) for g in got)
+    if not named_like_bands:
+        return list(range(1, len(expected) + 1))  # descriptions such as "Band 1" say nothing
+    if sorted(got) != sorted(want):
+        unexpected = [d for d, g in zip(descriptions, got) if g not in want]
+        missing = [e for e, w in zip(expected, want) if w not in got]
+        parts = []
+        if unexpected:
+            parts.append(f"unexpected {', '.join(map(str, unexpected))}")
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if not parts:
+            parts.append("a band is repeated")
+        raise BandMismatchError(
+            f"{name} holds bands {', '.join(map(str, descriptions))}; the model expects "
+            f"{', '.join(expected)} ({'; '.join(parts)})"
+        )
+    return [got.index(w) + 1 for w in want]
 
 
 def fill_with_band_mean(array: np.ma.MaskedArray) -> np.ndarray:
@@ -291,3 +383,56 @@ def write_geotiff(
     except RasterioError as exc:
         raise InvalidRasterError(f"{path}: writing the GeoTIFF failed: {exc}") from exc
     return Path(path)
+
+
+@dataclass(frozen=True)
+class GridImage:
+    """Pixels warped onto a target grid: NaN (and ``valid`` False) where the source has no data."""
+
+    array: np.ndarray  # (bands, height, width) float32
+    valid: np.ndarray  # (height, width) bool, True where every band has data
+
+
+def reproject_to_grid(
+    source: str | Path | bytes | IO[bytes],
+    crs: str,
+    transform: Sequence[float],
+    size: tuple[int, int],
+    band_names: Sequence[str],
+    *,
+    name: str = "the raster",
+    drivers: Sequence[str] | None = ("GTiff",),
+    max_pixels: int | None = None,
+    resampling: Resampling = Resampling.average,
+) -> GridImage:
+    """Warp a georeferenced image in any CRS onto the grid ``crs``/``transform``/``size`` (h, w).
+
+    Bands are matched as in ``read_tile``; pixels the source does not cover stay NaN.
+    """
+    height, width = size
+    dst_transform = Affine(*transform[:6])
+    try:
+        with open_raster(source) as ds:
+            check_georeferenced(ds, name, drivers, max_pixels)
+            indexes = match_bands(ds.descriptions, band_names, name)
+            src = ds.read(indexes, masked=True)
+            src_crs, src_transform = ds.crs, ds.transform
+    except RasterioError as exc:
+        raise InvalidRasterError(f"{name}: not a readable GeoTIFF: {exc}") from exc
+    src = np.ma.masked_invalid(src.astype(np.float32)).filled(np.nan)
+    dst = np.full((len(indexes), height, width), np.nan, dtype=np.float32)
+    try:
+        reproject(
+            source=src,
+            destination=dst,
+            src_transform=src_transform,
+            src_crs=src_crs,
+            src_nodata=np.nan,
+            dst_transform=dst_transform,
+            dst_crs=CRS.from_user_input(crs),
+            dst_nodata=np.nan,
+            resampling=resampling,
+        )
+    except RasterioError as exc:
+        raise InvalidRasterError(f"{name} cannot be reprojected to {crs}: {exc}") from exc
+    return GridImage(dst, np.isfinite(dst).all(axis=0))

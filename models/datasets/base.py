@@ -43,7 +43,7 @@ class ImageSet:
         h, w = self.hr_size
         return h // self.lr_factor, w // self.lr_factor
 
-    def subset(self, index: torch.Tensor | slice) -> "ImageSet":
+    def subset(self, index: torch.Tensor | slice) -> ImageSet:
         return ImageSet(
             self.hr[index],
             self.labels[index],

@@ -45,7 +45,7 @@ class TrainConfig:
     eval_batch: int = 1000
 
     @classmethod
-    def from_json(cls, path: Path | None, **overrides: Any) -> "TrainConfig":
+    def from_json(cls, path: Path | None, **overrides: Any) -> TrainConfig:
         values: dict[str, Any] = json.loads(path.read_text()) if path else {}
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known

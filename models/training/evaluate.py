@@ -14,15 +14,15 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from models.checkpoint import ModelBundle  # noqa: E402
-from models.datasets.base import ImageSet  # noqa: E402
-from models.grid import mask_images, upsample  # noqa: E402
-from models.policy import baseline_scores, first_k, fractional_k, greedy_actions  # noqa: E402
-from models.reward import confidence_fusion_probs, two_stream_probs  # noqa: E402
-from models.training.batches import Normaliser, iterate  # noqa: E402
+from models.checkpoint import ModelBundle
+from models.datasets.base import ImageSet
+from models.grid import mask_images, upsample
+from models.policy import baseline_scores, first_k, fractional_k, greedy_actions
+from models.reward import confidence_fusion_probs, two_stream_probs
+from models.training.batches import Normaliser, iterate
 
 
 @dataclass

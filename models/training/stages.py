@@ -207,7 +207,6 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
 def baseline_batch_actions(ctx: Context, name: str, mean_patches: float, batch_size: int,
                            generator: torch.Generator) -> torch.Tensor:
     """A baseline's masks at per-image budgets whose mean is ``mean_patches``."""
-    grid = ctx.bundle.grid
     k = fractional_k(mean_patches, batch_size, generator)
     return first_k(baseline_scores(name, grid, batch_size, generator), k).to(ctx.device)
 
@@ -263,7 +262,6 @@ def hard_positive_finetune(ctx: Context, policy: nn.Module, use_policy: bool) ->
     """
     cfg = ctx.cfg
     net = ctx.bundle.hr_classifier
-    grid = ctx.bundle.grid
     policy.eval()
 
     def inputs(batch: Batch) -> torch.Tensor:

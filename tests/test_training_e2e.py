@@ -1,0 +1,77 @@
+"""The whole training chain on a few hundred generated images, through the real CLI."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import load_bundle
+from models.datasets.fashion_mnist import load_scattered_fashion_mnist
+from models.train import main
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_fashion_mnist(tmp_path):
+    """Class-dependent 28x28 images in the Fashion-MNIST IDX format."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fmnist"
+    root.mkdir()
+    for prefix, n in (("train", 200), ("t10k", 60)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for i, y in enumerate(labels):
+            images[i, 2 * y : 2 * y + 6, 4:24] = 250  # a bar whose height encodes the class
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+@pytest.mark.slow
+def test_chain_writes_loadable_checkpoints_and_report(fake_fashion_mnist, tmp_path):
+    out = tmp_path / "run"
+    results = tmp_path / "results.json"
+    epochs = [f"--set={k}=1" for k in ("cls_epochs", "lr_cls_epochs", "pt_epochs", "ft1_epochs", "ft2_epochs")]
+    code = main([
+        "chain", "--benchmark", "fashion_mnist", "--data-root", str(fake_fashion_mnist),
+        "--out", str(out), "--baselines", "fixed-h,stochastic", "--set=eval_batch=64",
+        "--set=cls_batch=64", "--set=pt_batch=64", "--set=ft_batch=64", "--threads=1", *epochs,
+        "--results-json", str(results),
+    ])  # fmt: skip
+    assert code == 0
+    for name in ("classifiers.pt", "pt.pt", "ft1.pt", "ft2.pt", "baseline-fixed-h.pt", "baseline-stochastic.pt"):
+        bundle = load_bundle(out / name)
+        assert bundle.hr_size == (32, 32) and bundle.lr_size == (8, 8)
+    ft2 = load_bundle(out / "ft2.pt")
+    assert ft2.metadata["stage"] == "ft2"
+    assert set(ft2.metadata["metrics"]) == {"classifiers", "pt", "ft1", "ft2"}
+    # The classifiers checkpoint and Ft-2 share the frozen LR classifier.
+    cls = load_bundle(out / "classifiers.pt")
+    for a, b in zip(cls.lr_classifier.state_dict().values(), ft2.lr_classifier.state_dict().values()):
+        assert torch.equal(a, b)
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["methods"]["HR"]["patches"] == 16.0 and report["methods"]["LR"]["patches"] == 0.0
+    assert set(report["sweep"]) == {"PatchDrop Ft-1", "PatchDrop Ft-2", "Fixed-H", "Stochastic"}
+    assert [report["sweep"]["Fixed-H"][str(k)]["patches"] for k in (1, 16)] == [1.0, 16.0]
+    for png in ("accuracy_vs_patches.png", "patch_heatmap.png", "examples.png"):
+        assert (out / "report" / png).stat().st_size > 1000
+    flat = json.loads(results.read_text())
+    assert {"date", "commit", "command", "HR", "Ft-2"} <= set(flat)
+
+
+def test_scattered_items_lie_inside_their_masks(fake_fashion_mnist):
+    splits = load_scattered_fashion_mnist(fake_fashion_mnist, val_size=100, seed=3)
+    assert splits.train.hr.shape[1:] == (1, 64, 64) and len(splits.val) == 20  # 10 % of 200
+    masks = splits.test.extra["object_mask"]
+    assert masks.shape == (60, 64, 64)
+    # every item pixel is drawn at full item intensity on the canvas
+    assert (splits.test.hr[:, 0][masks] > 0).all()
+    again = load_scattered_fashion_mnist(fake_fashion_mnist, val_size=100, seed=3)
+    assert torch.equal(again.test.hr, splits.test.hr)
