@@ -60,7 +60,7 @@ def test_folder_loads_sorted_classes_raw_values_and_band_names(tmp_path):
     for image_set in (splits.train, splits.val, splits.test):
         first_band = image_set.hr[:, 0, 0, 0]
         assert ((first_band >= 100).long() == image_set.labels).all()  # water chips are >= 100
-        assert (image_set.hr[:, 1] == image_set.hr[:, :1] + 1).all()  # raw units, band order kept
+        assert (image_set.hr[:, 1] == image_set.hr[:, 0] + 1).all()  # raw units, band order kept
         assert image_set.info["split_source"] == "random(seed=0)"
 
 

@@ -208,7 +208,7 @@ def baseline_batch_actions(ctx: Context, name: str, mean_patches: float, batch_s
                            generator: torch.Generator) -> torch.Tensor:
     """A baseline's masks at per-image budgets whose mean is ``mean_patches``."""
     k = fractional_k(mean_patches, batch_size, generator)
-    return first_k(baseline_scores(name, grid, batch_size, generator), k).to(ctx.device)
+    return first_k(baseline_scores(name, ctx.bundle.grid, batch_size, generator), k).to(ctx.device)
 
 
 def finetune_baseline(ctx: Context, name: str, mean_patches: float) -> dict[str, float]:
