@@ -56,9 +56,7 @@ def transform_geometry(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
 
     out = shapely.transform(geom, _xy)
     if not np.isfinite(shapely.get_coordinates(out)).all():
-        raise InvalidRasterError(
-            f"the footprint cannot be expressed in {dst} (coordinates out of range)"
-        )
+        raise InvalidRasterError(f"the footprint cannot be expressed in {dst} (coordinates out of range)")
     return out
 
 
@@ -70,9 +68,7 @@ def transform_coords(coords: np.ndarray, src: str, dst: str) -> np.ndarray:
     x, y = _transformer(src, dst).transform(coords[..., 0], coords[..., 1])
     out = np.stack([np.asarray(x), np.asarray(y)], axis=-1)
     if not np.isfinite(out).all():
-        raise InvalidRasterError(
-            f"the footprint cannot be expressed in {dst} (coordinates out of range)"
-        )
+        raise InvalidRasterError(f"the footprint cannot be expressed in {dst} (coordinates out of range)")
     return out
 
 
@@ -93,16 +89,12 @@ def ring_geojson(ring: np.ndarray, ndigits: int | None = None) -> dict[str, Any]
 
 
 def _is_metric(crs: CRS) -> bool:
-    return crs.is_projected and all(
-        (axis.unit_name or "").lower() in ("metre", "meter") for axis in crs.axis_info
-    )
+    return crs.is_projected and all((axis.unit_name or "").lower() in ("metre", "meter") for axis in crs.axis_info)
 
 
 @lru_cache(maxsize=128)
 def _utm_for(lon: float, lat: float) -> str:
-    infos = query_utm_crs_info(
-        datum_name="WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat)
-    )
+    infos = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat))
     if not infos:
         raise InvalidRasterError(f"no UTM zone for longitude {lon}, latitude {lat}")
     return f"{infos[0].auth_name}:{infos[0].code}"

@@ -46,9 +46,7 @@ class Budget:
     def __post_init__(self) -> None:
         if self.max_patches is not None and self.max_patches < 0:
             raise BudgetError(f"max_patches must be >= 0, got {self.max_patches}")
-        if self.max_price is not None and not (
-            math.isfinite(self.max_price) and self.max_price >= 0
-        ):
+        if self.max_price is not None and not (math.isfinite(self.max_price) and self.max_price >= 0):
             raise BudgetError(f"max_price must be a finite number >= 0, got {self.max_price}")
 
 
@@ -70,9 +68,7 @@ class PurchasePlan:
     recommendation: str  # one of RECOMMENDATIONS
     reason: str
     order: Quote  # what to buy
-    patch_ids: tuple[
-        int, ...
-    ]  # patches the recommended order covers: the HR the classifier expects
+    patch_ids: tuple[int, ...]  # patches the recommended order covers: the HR the classifier expects
     patches_quote: Quote  # buying the selected patches
     whole_tile_quote: Quote  # buying the whole tile
 
@@ -91,9 +87,7 @@ class PurchasePlan:
                             transform_geometry(p.geometry, self.metric_crs, self.footprint.crs),
                             ndigits,
                         ),
-                        "geometry_wgs84": geojson(
-                            transform_geometry(p.geometry, self.metric_crs, WGS84), 7
-                        ),
+                        "geometry_wgs84": geojson(transform_geometry(p.geometry, self.metric_crs, WGS84), 7),
                         "area_km2": round(p.area_km2, 4),
                         "billable_area_km2": round(p.billable_km2, 4),
                         "price": round(p.price, 2),
@@ -111,9 +105,7 @@ class PurchasePlan:
             "price": round(self.order.price, 2),
             "currency": self.order.currency,
             "order": quote_dict(self.order, self.patch_ids),
-            "selected_patches_order": quote_dict(
-                self.patches_quote, self.patches_quote.covered(patches)
-            ),
+            "selected_patches_order": quote_dict(self.patches_quote, self.patches_quote.covered(patches)),
             "whole_tile": quote_dict(self.whole_tile_quote, range(len(patches))),
             "savings_vs_whole_tile": round(self.whole_tile_quote.price - self.order.price, 2),
         }
@@ -129,9 +121,7 @@ class PurchasePlan:
                 "footprint": ring_geojson(ring, ndigits),
                 "footprint_wgs84": ring_geojson(ring_wgs84, 7),
             }
-            for pid, (ring, ring_wgs84, patch) in enumerate(
-                zip(rings, rings_wgs84, self.patches_metric)
-            )
+            for pid, (ring, ring_wgs84, patch) in enumerate(zip(rings, rings_wgs84, self.patches_metric, strict=True))
         ]
 
     def tile_dict(self, ndigits: int = 6) -> dict[str, Any]:
@@ -139,13 +129,9 @@ class PurchasePlan:
         return {
             "crs": self.footprint.crs,
             "bounds": [round(v, ndigits) for v in self.footprint.bounds],
-            "bounds_wgs84": [
-                round(v, 7) for v in bounds_in(self.footprint.bounds, self.footprint.crs, WGS84)
-            ],
+            "bounds_wgs84": [round(v, 7) for v in bounds_in(self.footprint.bounds, self.footprint.crs, WGS84)],
             "footprint_wgs84": geojson(transform_geometry(tile, self.footprint.crs, WGS84), 7),
-            "area_km2": round(
-                area_km2(transform_geometry(tile, self.footprint.crs, self.metric_crs)), 4
-            ),
+            "area_km2": round(area_km2(transform_geometry(tile, self.footprint.crs, self.metric_crs)), 4),
         }
 
 
@@ -196,9 +182,7 @@ def plan_purchase(
         recommendation, order = "patches", chosen_quote
         reason = f"{len(chosen)} of {len(patches)} patches for {_fmt(chosen_quote)}; the whole tile costs {_fmt(whole)}"
         if len(chosen) < len(ranked):
-            reason += (
-                f"; {len(ranked) - len(chosen)} more selected patches do not fit the price cap"
-            )
+            reason += f"; {len(ranked) - len(chosen)} more selected patches do not fit the price cap"
     elif ranked:
         recommendation, order = "none", chosen_quote
         reason = (
@@ -208,9 +192,7 @@ def plan_purchase(
     else:
         recommendation, order = "none", chosen_quote
         reason = "the policy buys no HR patch: the LR prediction is confident enough"
-    covered = (
-        order.covered(patches) if recommendation != "whole_tile" else list(range(len(patches)))
-    )
+    covered = order.covered(patches) if recommendation != "whole_tile" else list(range(len(patches)))
     return PurchasePlan(
         footprint=footprint,
         metric_crs=work_crs,
@@ -233,9 +215,7 @@ def patch_coverage(valid: np.ndarray, grid: PatchGrid) -> list[float]:
     return [float(v) for v in blocks.mean(axis=(1, 3)).reshape(-1)]
 
 
-def check_coverage(
-    valid: np.ndarray, grid: PatchGrid, purchased: Sequence[int], min_fraction: float
-) -> list[float]:
+def check_coverage(valid: np.ndarray, grid: PatchGrid, purchased: Sequence[int], min_fraction: float) -> list[float]:
     """Raise ``CoverageError`` naming every purchased patch the HR imagery does not cover."""
     coverage = patch_coverage(valid, grid)
     missing = [i for i in sorted(purchased) if coverage[i] < min_fraction]

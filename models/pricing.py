@@ -101,9 +101,7 @@ def widen(poly: Polygon, min_width: float) -> Polygon:
     e0 = (x1 - x0, y1 - y0)
     e1 = (x2 - x1, y2 - y1)
     len0, len1 = math.hypot(*e0), math.hypot(*e1)
-    short, short_len, long_, long_len = (
-        (e0, len0, e1, len1) if len0 <= len1 else (e1, len1, e0, len0)
-    )
+    short, short_len, long_, long_len = (e0, len0, e1, len1) if len0 <= len1 else (e1, len1, e0, len0)
     if short_len >= min_width - _EPS_M:
         return poly
     cx, cy = rect.centroid.x, rect.centroid.y
@@ -129,9 +127,7 @@ def orderable_polygons(geoms: Iterable[Polygon], min_width: float) -> list[Polyg
     for _ in range(16):
         widened = [widen(p, min_width) for p in parts]
         merged = _single_parts(shapely.union_all(widened))
-        if len(merged) == len(parts) and all(
-            a.equals_exact(b, 1e-6) for a, b in zip(merged, widened)
-        ):
+        if len(merged) == len(parts) and all(a.equals_exact(b, 1e-6) for a, b in zip(merged, widened, strict=True)):
             return merged
         parts = merged
     return parts
@@ -176,9 +172,7 @@ def quote(geoms: Sequence[Polygon], profile: PricingProfile) -> Quote:
         return Quote((), 0.0, profile.currency, False)
     polys = _merge_cheaper(orderable_polygons(geoms, profile.min_width_m), profile)
     polys = [p.simplify(0) for p in polys]  # drop collinear vertices left by the union
-    priced = tuple(
-        _priced(p, profile) for p in sorted(polys, key=lambda p: (-p.bounds[3], p.bounds[0]))
-    )
+    priced = tuple(_priced(p, profile) for p in sorted(polys, key=lambda p: (-p.bounds[3], p.bounds[0])))
     subtotal = sum(p.price for p in priced)
     total = max(subtotal, profile.min_order_charge)
     return Quote(priced, round(total, 2), profile.currency, total > subtotal)

@@ -176,8 +176,8 @@ def match_bands(descriptions: Sequence[str | None], expected: Sequence[str], nam
     if not named_like_bands:
         return list(range(1, len(expected) + 1))  # descriptions such as "Band 1" say nothing
     if sorted(got) != sorted(want):
-        unexpected = [d for d, g in zip(descriptions, got) if g not in want]
-        missing = [e for e, w in zip(expected, want) if w not in got]
+        unexpected = [d for d, g in zip(descriptions, got, strict=True) if g not in want]
+        missing = [e for e, w in zip(expected, want, strict=True) if w not in got]
         parts = []
         if unexpected:
             parts.append(f"unexpected {', '.join(map(str, unexpected))}")
@@ -266,7 +266,7 @@ class BandStackReader:
         self._stack = ExitStack()
         self._datasets: list[DatasetReader] = []
 
-    def __enter__(self) -> BandStackReader:  # noqa: PYI034 (typing.Self needs 3.11)
+    def __enter__(self) -> BandStackReader:
         try:
             for path in self.paths:
                 ds = self._stack.enter_context(rasterio.open(path))
@@ -280,7 +280,7 @@ class BandStackReader:
             self.__exit__()
             raise
         first = self._datasets[0]
-        for path, ds in zip(self.paths[1:], self._datasets[1:]):
+        for path, ds in zip(self.paths[1:], self._datasets[1:], strict=True):
             grid = (ds.crs, ds.transform, ds.width, ds.height)
             if grid != (first.crs, first.transform, first.width, first.height):
                 self.__exit__()
