@@ -151,9 +151,7 @@ def test_splits_json_with_unknown_or_repeated_chips_is_refused(tmp_path):
     (root / "splits.json").write_text(json.dumps({"train": ["water/99.tif"], "val": [], "test": []}))
     with pytest.raises(DatasetNotFoundError, match="water/99.tif"):
         load_chip_splits(root)
-    (root / "splits.json").write_text(
-        json.dumps({"train": ["water/00.tif"], "val": ["water/00.tif"], "test": []})
-    )
+    (root / "splits.json").write_text(json.dumps({"train": ["water/00.tif"], "val": ["water/00.tif"], "test": []}))
     with pytest.raises(InvalidDatasetError, match="both train and val"):
         load_chip_splits(root)
 

@@ -43,13 +43,9 @@ def scan_chip_folder(root: str | Path) -> tuple[list[str], list[tuple[str, int]]
         raise DatasetNotFoundError(
             f"chip folder not found: searched {root.resolve()}; expected root/<class_name>/*.tif"
         )
-    class_names = sorted(
-        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_names:
-        raise DatasetNotFoundError(
-            f"no class folders in {root.resolve()}; expected root/<class_name>/*.tif"
-        )
+        raise DatasetNotFoundError(f"no class folders in {root.resolve()}; expected root/<class_name>/*.tif")
     chips = [
         (f"{name}/{path.name}", label)
         for label, name in enumerate(class_names)
@@ -100,9 +96,7 @@ def load_chips(
         if band_names is None:
             band_names = band_array.band_names
         elif band_array.band_names != band_names:
-            raise InvalidDatasetError(
-                f"{root / rel} has bands {band_array.band_names}, the other chips {band_names}"
-            )
+            raise InvalidDatasetError(f"{root / rel} has bands {band_array.band_names}, the other chips {band_names}")
         invalid = np.ma.getmaskarray(data)
         if invalid.all(axis=(1, 2)).any():
             skipped.append(rel)  # nothing to fill a band from
@@ -119,9 +113,7 @@ def load_chips(
             len(skipped), len(chips), root, shown,
         )  # fmt: skip
     if shape is None:
-        raise InvalidDatasetError(
-            f"no chips to read under {root}; the shape of an empty split is unknown"
-        )
+        raise InvalidDatasetError(f"no chips to read under {root}; the shape of an empty split is unknown")
     images = hr[: len(labels)] if hr is not None else np.empty((0, *shape), dtype=np.float32)
     return ImageSet(
         hr=torch.from_numpy(np.ascontiguousarray(images)),
@@ -141,15 +133,11 @@ def load_chips(
 def _check_shape(shape: tuple[int, ...], lr_factor: int, rel: str) -> tuple[int, int, int]:
     bands, height, width = shape
     if height % lr_factor or width % lr_factor:
-        raise InvalidDatasetError(
-            f"chips of {height}x{width} px (e.g. {rel}) do not divide by lr_factor {lr_factor}"
-        )
+        raise InvalidDatasetError(f"chips of {height}x{width} px (e.g. {rel}) do not divide by lr_factor {lr_factor}")
     return bands, height, width
 
 
-def read_splits_file(
-    path: Path, chips: Sequence[tuple[str, int]]
-) -> dict[str, list[tuple[str, int]]]:
+def read_splits_file(path: Path, chips: Sequence[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:
     """Chips per split as listed in ``splits.json``; every listed path must exist exactly once."""
     try:
         listing = json.loads(path.read_text())
@@ -182,9 +170,7 @@ def random_splits(
 ) -> dict[str, list[tuple[str, int]]]:
     """Seeded split per class, so small classes still reach val and test."""
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-        raise InvalidDatasetError(
-            f"split fractions must be three non-negative numbers summing to 1, got {fractions}"
-        )
+        raise InvalidDatasetError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
     rng = np.random.default_rng(seed)
     out: dict[str, list[tuple[str, int]]] = {split: [] for split in SPLIT_NAMES}
     for label in sorted({lab for _, lab in chips}):
@@ -227,7 +213,6 @@ def load_chip_splits(
         sets[split] = image_set
     if len({tuple(s.bands) for s in sets.values()}) > 1:
         raise InvalidDatasetError(
-            f"the splits of {root} have different bands: "
-            + "; ".join(f"{name} {s.bands}" for name, s in sets.items())
+            f"the splits of {root} have different bands: " + "; ".join(f"{name} {s.bands}" for name, s in sets.items())
         )
     return Splits(sets["train"], sets["val"], sets["test"])

