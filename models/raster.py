@@ -119,7 +119,7 @@ def read_tile(
                 thumbnail = np.ma.masked_invalid(thumb.astype(np.float32)).filled(np.nan)
             tile_meta = (ds.crs, ds.transform, ds.width, ds.height, ds.dtypes[0])
     except RasterioError as exc:
-        raise InvalidRasterError(f"not a readable GeoTIFF: {exc}") from exc
+        raise InvalidRasterError(f"{name} is not a readable GeoTIFF: {_gdal_message(exc, name)}") from exc
     array = np.ma.masked_invalid(data.astype(np.float32))
     valid = ~np.ma.getmaskarray(array).all(axis=0)
     if not valid.any():
@@ -146,6 +146,14 @@ def check_georeferenced(
         raise InvalidRasterError(f"{name} has no geotransform; a georeferenced GeoTIFF is required")
     if ds.transform.b != 0 or ds.transform.d != 0:
         raise InvalidRasterError(f"{name} has a rotated geotransform; warp it north-up first")
+
+
+_VSIMEM = re.compile(r"'?/vsimem/[^\s']*'?")
+
+
+def _gdal_message(exc: Exception, name: str) -> str:
+    """GDAL's message with in-memory file paths replaced by the upload's name."""
+    return _VSIMEM.sub(name, str(exc))
 
 
 _BAND_ID = re.compile(r"^B0*(\d+)(A?)$")
@@ -418,7 +426,7 @@ def reproject_to_grid(
             src = ds.read(indexes, masked=True)
             src_crs, src_transform = ds.crs, ds.transform
     except RasterioError as exc:
-        raise InvalidRasterError(f"{name}: not a readable GeoTIFF: {exc}") from exc
+        raise InvalidRasterError(f"{name} is not a readable GeoTIFF: {_gdal_message(exc, name)}") from exc
     src = np.ma.masked_invalid(src.astype(np.float32)).filled(np.nan)
     dst = np.full((len(indexes), height, width), np.nan, dtype=np.float32)
     try:

@@ -1,0 +1,57 @@
+"""``create_app(settings)``: the FastAPI application. Run it with ``patchdrop serve`` or
+``uvicorn --factory service.app:create_app``.
+
+Embedded (no ``REDIS_URL``): tasks run in this process, plans live in SQLite.
+Celery (``REDIS_URL`` set): tasks go to ``celery -A worker.app worker``, plans live in Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from service.errors import register_error_handlers
+from service.executor import make_executor
+from service.plans import PlanService
+from service.routes import health, jobs, models, plans
+from service.settings import Settings, get_settings
+from service.store import RedisStore, SQLiteStore, Store
+from service.uploads import UploadLimitMiddleware
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.redis_url:
+        return RedisStore(settings.redis_url, settings.redis_prefix)
+    return SQLiteStore(settings.db_path)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    store = open_store(settings)
+    executor = make_executor(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.preload_models:
+            await run_in_threadpool(executor.preload)  # embedded: the first plan does not wait for torch
+        yield
+        executor.close()
+        store.close()
+
+    app = FastAPI(
+        title="PatchDrop acquisition planner",
+        version="1",
+        description="Which high-resolution patches of a Sentinel-2 tile are worth buying, what they cost, "
+        "and the scene class from the LR tile plus the purchased HR patches.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.plans = PlanService(settings, store, executor)
+    register_error_handlers(app)
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    for module in (health, models, plans, jobs):
+        app.include_router(module.router)
+    return app

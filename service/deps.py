@@ -1,0 +1,22 @@
+"""``Annotated`` dependency aliases: route signatures read like typed functions; tests override one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.plans import PlanService
+from service.settings import Settings
+
+
+def get_plan_service(request: Request) -> PlanService:
+    return request.app.state.plans
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+PlanServiceDep = Annotated[PlanService, Depends(get_plan_service)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

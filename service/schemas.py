@@ -1,0 +1,158 @@
+"""Pydantic schemas of the API (``*Public`` out); the request bodies are multipart forms."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Geometry = dict[str, Any]  # a GeoJSON geometry object
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ErrorBody(_Out):
+    code: str = Field(description="Stable machine-readable error code, e.g. wrong_band_count.")
+    detail: str = Field(description="What is wrong and how to fix it.")
+
+
+class HealthPublic(_Out):
+    status: Literal["ok"]
+    mode: Literal["embedded", "celery"]
+    version: str
+
+
+class ModelPublic(_Out):
+    id: str
+    default: bool
+    checkpoint: str
+    device: str
+    loaded: bool
+    error: str | None = None
+    metadata: dict[str, Any]
+
+
+class ModelsPublic(_Out):
+    default_model: str
+    models: list[ModelPublic]
+
+
+class TilePublic(_Out):
+    filename: str
+    crs: str
+    crs_code: str | None
+    width: int
+    height: int
+    pixel_size: list[float]
+    bands: list[str]
+    bounds: list[float] = Field(description="minx, miny, maxx, maxy in the tile's CRS")
+    bounds_wgs84: list[float]
+    footprint_wgs84: Geometry
+    area_km2: float
+
+
+class GridPublic(_Out):
+    rows: int
+    cols: int
+
+
+class BudgetPublic(_Out):
+    max_patches: int | None
+    max_price: float | None
+
+
+class PatchPublic(_Out):
+    id: int
+    probability: float
+    selected: bool = Field(description="Chosen by the policy under the budget.")
+    area_km2: float
+    footprint: Geometry = Field(description="GeoJSON polygon in the tile's CRS.")
+    footprint_wgs84: Geometry
+
+
+class OrderPolygonPublic(_Out):
+    geometry: Geometry = Field(description="GeoJSON polygon in the tile's CRS.")
+    geometry_wgs84: Geometry
+    area_km2: float
+    billable_area_km2: float
+    price: float
+
+
+class QuotePublic(_Out):
+    price: float = Field(description="Order total, minimum charge included.")
+    currency: str
+    area_km2: float
+    billable_area_km2: float
+    minimum_charge_applied: bool
+    patch_ids: list[int] = Field(description="Patches the order covers completely.")
+    polygons: list[OrderPolygonPublic]
+
+
+class PurchasePublic(_Out):
+    recommendation: Literal["patches", "whole_tile", "none"]
+    reason: str
+    selected_patches: list[int] = Field(description="The policy's patches under the budget, most probable first.")
+    patch_ids: list[int] = Field(description="Patches the recommended order covers: upload their HR to classify.")
+    price: float
+    currency: str
+    order: QuotePublic = Field(description="The recommended order.")
+    selected_patches_order: QuotePublic
+    whole_tile: QuotePublic
+    savings_vs_whole_tile: float
+
+
+class PredictionPublic(_Out):
+    class_: str = Field(alias="class")
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class PricingPublic(_Out):
+    price_per_km2: float
+    min_area_km2: float
+    min_width_m: float
+    min_order_charge: float
+    currency: str
+
+
+class PlanPublic(_Out):
+    id: str
+    created: str
+    job_id: str
+    model: str
+    tile: TilePublic
+    grid: GridPublic
+    budget: BudgetPublic
+    patch_probabilities: list[float]
+    patches: list[PatchPublic]
+    purchase: PurchasePublic
+    lr_prediction: PredictionPublic = Field(description="Class predicted from the LR tile alone.")
+    pricing: PricingPublic
+    links: dict[str, str]
+
+
+class ClassificationPublic(_Out):
+    job_id: str
+    plan_id: str
+    model: str
+    class_: str = Field(alias="class")
+    confidence: float
+    probabilities: dict[str, float]
+    patches_used: int = Field(description="Purchased patches whose HR pixels the classifier used.")
+    purchased_patches: list[int]
+    patch_coverage: dict[str, float] = Field(description="Share of each purchased patch the uploads covered.")
+    files: list[str]
+
+
+class JobPublic(_Out):
+    id: str
+    kind: Literal["plan", "classify"]
+    state: Literal["queued", "running", "succeeded", "failed"]
+    plan_id: str
+    created: str
+    finished: str | None
+    error: ErrorBody | None
+    result: dict[str, Any] | None = Field(description="The classification, for finished classify jobs.")
+    links: dict[str, str]

@@ -1,0 +1,75 @@
+"""The upload cap, enforced while the body streams in (before it is spooled anywhere).
+
+A declared ``Content-Length`` over the cap is refused before any byte is read;
+otherwise bytes are counted as they arrive and the request is cut off at the cap.
+The answer is the usual ``{"code", "detail"}`` body with status 413.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import UploadTooLargeError, error_response, status_for
+
+
+class _Exceeded(Exception):
+    pass
+
+
+class UploadLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _error(self) -> UploadTooLargeError:
+        return UploadTooLargeError(
+            f"the request body exceeds the upload limit of {self.max_bytes} bytes "
+            f"({self.max_bytes / 2**20:.1f} MiB, PATCHDROP_MAX_UPLOAD_BYTES)"
+        )
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        err = self._error()
+        response = error_response(status_for(err.code), err.code, err.message)
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+
+        received = 0
+        exceeded = False
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise _Exceeded()
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # whatever the app answers to a cut-off body, the answer is 413
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _Exceeded:
+            pass
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._refuse(scope, receive, send)

@@ -1,0 +1,87 @@
+"""Constants and builders shared by the service tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from rasterio.io import MemoryFile
+from rasterio.transform import from_bounds, from_origin
+
+from models.checkpoint import ModelBundle, build_bundle
+
+REPO = Path(__file__).resolve().parents[2]
+REDIS_ENV = "PATCHDROP_TEST_REDIS_URL"
+BANDS = ["B02", "B03", "B04", "B08"]
+BUY = (5, 6, 9)  # the test policy's patches (an L of three patches)
+X0, Y1, PIXEL, SIZE = 446610.0, 4179300.0, 40.0, 64  # like the bundled sample tile
+TILE_BOUNDS = (X0, Y1 - SIZE * PIXEL, X0 + SIZE * PIXEL, Y1)
+
+
+def random_bundle() -> ModelBundle:
+    """A tiny random bundle whose policy always buys ``BUY``: plans are deterministic."""
+    torch.manual_seed(0)
+    bundle = build_bundle(
+        class_names=["water", "cropland", "forest"],
+        bands=BANDS,
+        band_mean=[500.0, 700.0, 600.0, 2200.0],
+        band_std=[200.0, 250.0, 300.0, 900.0],
+        hr_size=(64, 64),
+        lr_size=(16, 16),
+        policy_width=8,
+        classifier_width=8,
+        model_id="test-random",
+    )
+    with torch.no_grad():
+        head = bundle.policy.head
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([4.0 if i in BUY else -4.0 for i in range(head.out_features)]))
+    return bundle.eval()
+
+
+def geotiff_bytes(
+    data: np.ndarray,
+    *,
+    crs: str | None = "EPSG:32618",
+    transform=None,
+    descriptions: list[str] | None = None,
+    nodata: float | None = None,
+    driver: str = "GTiff",
+) -> bytes:
+    count, height, width = data.shape
+    profile = {"driver": driver, "width": width, "height": height, "count": count, "dtype": str(data.dtype)}
+    if crs is not None:
+        profile["crs"] = crs
+        profile["transform"] = transform if transform is not None else from_origin(X0, Y1, PIXEL, PIXEL)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with MemoryFile() as memfile:
+        with memfile.open(**profile) as dst:
+            dst.write(data)
+            for i, d in enumerate(descriptions or [], start=1):
+                dst.set_band_description(i, d)
+        return memfile.read()
+
+
+def lr_array(bands: int = 4, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(200, 3000, (bands, size, size)).astype("uint16")
+
+
+def hr_over(
+    bounds: tuple[float, float, float, float],
+    *,
+    crs: str = "EPSG:32618",
+    px: int = 128,
+    bands: int = 4,
+    descriptions: list[str] | None = None,
+) -> bytes:
+    """HR GeoTIFF bytes covering ``bounds`` (in ``crs``) with px x px pixels."""
+    data = np.random.default_rng(1).integers(100, 4000, (bands, px, px)).astype("uint16")
+    return geotiff_bytes(data, crs=crs, transform=from_bounds(*bounds, px, px), descriptions=descriptions)
+
+
+def patch_bounds(pid: int, rows: int = 4, cols: int = 4) -> tuple[float, float, float, float]:
+    r, c = divmod(pid, cols)
+    pw, ph = (TILE_BOUNDS[2] - X0) / cols, (Y1 - TILE_BOUNDS[1]) / rows
+    return (X0 + c * pw, Y1 - (r + 1) * ph, X0 + (c + 1) * pw, Y1 - r * ph)

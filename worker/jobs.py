@@ -1,0 +1,178 @@
+"""The work itself, as plain functions on JSON payloads: testable without Celery.
+
+Celery tasks (``worker.tasks``) and the API's embedded mode call these same
+functions. Each takes a ``ModelRegistry``; without one it uses the process's
+registry, built once from ``WorkerSettings`` (one model load per worker process).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from rasterio.transform import Affine
+
+from models.errors import BudgetError, CoverageError
+from models.footprints import crs_code
+from models.inference import classify as classify_two_stream
+from models.inference import decide_patches
+from models.planning import Budget, TileFootprint, check_coverage, plan_purchase
+from models.preview import to_rgb
+from models.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid
+from worker.payloads import ClassifyPayload, PlanPayload, b64decode, decode_array, encode_array
+from worker.registry import ModelRegistry
+from worker.settings import WorkerSettings
+
+GEOTIFF = ("GTiff",)
+
+
+@lru_cache(maxsize=1)
+def process_registry() -> ModelRegistry:
+    settings = WorkerSettings()
+    return ModelRegistry(settings.models, settings.default_model, settings.device)
+
+
+def describe_models(registry: ModelRegistry | None = None) -> list[dict[str, Any]]:
+    return (registry or process_registry()).describe()
+
+
+def plan(payload: dict[str, Any], registry: ModelRegistry | None = None) -> dict[str, Any]:
+    return plan_many([payload], registry)[0]
+
+
+def plan_many(payloads: list[dict[str, Any]], registry: ModelRegistry | None = None) -> list[dict[str, Any]]:
+    """Plans for several tiles; tiles for the same model share one batched forward pass.
+
+    Raises the first request's domain error: callers that batch independent users'
+    requests should fall back to one call per request when a batch fails.
+    """
+    registry = registry or process_registry()
+    requests = [PlanPayload.model_validate(p) for p in payloads]
+    by_model: dict[str, list[int]] = defaultdict(list)
+    for i, req in enumerate(requests):
+        by_model[registry.resolve(req.model)].append(i)
+    results: list[dict[str, Any] | None] = [None] * len(requests)
+    for model_id, indexes in by_model.items():
+        _, bundle = registry.get(model_id)
+        tiles = [_read_lr(requests[i], bundle) for i in indexes]
+        decisions = decide_patches(bundle, np.stack([t.array for t in tiles]))
+        for i, tile, decision in zip(indexes, tiles, decisions, strict=True):
+            results[i] = _plan_result(requests[i], model_id, bundle, tile, decision)
+    return results  # type: ignore[return-value]
+
+
+def _read_lr(req: PlanPayload, bundle) -> RasterTile:
+    if req.max_patches is not None and req.max_patches > bundle.grid.num_patches:
+        raise BudgetError(f"max_patches must lie in 0..{bundle.grid.num_patches}, got {req.max_patches}")
+    return read_tile(
+        b64decode(req.tile),
+        bundle.lr_size,
+        band_names=bundle.bands,
+        drivers=GEOTIFF,
+        max_pixels=req.max_tile_pixels,
+        thumbnail_size=req.thumbnail_px,
+        name=req.filename,
+    )
+
+
+def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, decision) -> dict[str, Any]:
+    grid = bundle.grid
+    crs = tile.crs.to_string()
+    footprint = TileFootprint(crs, tile.bounds, tuple(tile.patch_bounds(grid)))
+    budget = Budget(req.max_patches, req.max_price)
+    purchase = plan_purchase(decision.probabilities, decision.selected, footprint, budget, req.pricing.profile())
+    chosen = set(purchase.selected)
+    patches = [
+        {**feature, "probability": decision.probabilities[feature["id"]], "selected": feature["id"] in chosen}
+        for feature in purchase.patch_features()
+    ]
+    plan_doc = {
+        "id": req.plan_id,
+        "model": model_id,
+        "tile": {
+            "filename": req.filename,
+            "crs_code": crs_code(crs),
+            "width": tile.width,
+            "height": tile.height,
+            "pixel_size": [abs(tile.transform.a), abs(tile.transform.e)],
+            "bands": bundle.bands,
+            **purchase.tile_dict(),
+        },
+        "grid": {"rows": grid.rows, "cols": grid.cols},
+        "budget": {"max_patches": req.max_patches, "max_price": req.max_price},
+        "patch_probabilities": decision.probabilities,
+        "patches": patches,
+        "purchase": purchase.to_dict(),
+        "lr_prediction": {
+            "class": decision.lr_class,
+            "confidence": round(decision.lr_confidence, 6),
+            "probabilities": {k: round(v, 6) for k, v in decision.lr_probabilities.items()},
+        },
+        "pricing": req.pricing.model_dump(),
+    }
+    artifacts = {
+        "crs": crs,
+        "transform": list(tile.transform)[:6],
+        "width": tile.width,
+        "height": tile.height,
+        "lr_input": encode_array(tile.array.astype(np.float32)),
+        "thumbnail": encode_array(to_rgb(tile.thumbnail, bundle.bands)) if tile.thumbnail is not None else None,
+    }
+    return {"plan": plan_doc, "artifacts": artifacts}
+
+
+def classify(payload: dict[str, Any], registry: ModelRegistry | None = None) -> dict[str, Any]:
+    """Two-stream class probabilities from a plan's LR input and the HR imagery of its purchased patches."""
+    registry = registry or process_registry()
+    req = ClassifyPayload.model_validate(payload)
+    model_id, bundle = registry.get(req.model)
+    purchased = sorted(set(req.purchased))
+    h, w = bundle.hr_size
+    coverage: list[float] = []
+    if purchased:
+        hr, coverage = _assemble_hr(req, bundle, purchased)
+    else:
+        hr = np.zeros((len(bundle.bands), h, w), np.float32)  # masked out entirely: LR stream only
+    lr = decode_array(req.lr_input)
+    result = classify_two_stream(bundle, lr, hr, [purchased])[0]
+    return {
+        "plan_id": req.plan_id,
+        "model": model_id,
+        "class": result.class_name,
+        "confidence": round(result.confidence, 6),
+        "probabilities": {k: round(v, 6) for k, v in result.probabilities.items()},
+        "patches_used": result.patches_used,
+        "purchased_patches": purchased,
+        "patch_coverage": {str(i): round(coverage[i], 4) for i in purchased} if coverage else {},
+        "files": [f.filename for f in req.files],
+    }
+
+
+def _assemble_hr(req: ClassifyPayload, bundle, purchased: list[int]) -> tuple[np.ndarray, list[float]]:
+    """Warp every upload onto the plan's HR grid, composite them, check the purchased patches."""
+    if not req.files:
+        raise CoverageError(
+            f"the plan bought patches {', '.join(map(str, purchased))}; upload HR imagery covering them"
+        )
+    h, w = bundle.hr_size
+    transform = Affine(*req.transform) * Affine.scale(req.width / w, req.height / h)
+    composite = np.full((len(bundle.bands), h, w), np.nan, np.float32)
+    for f in req.files:
+        image = reproject_to_grid(
+            b64decode(f.data),
+            req.crs,
+            list(transform)[:6],
+            (h, w),
+            bundle.bands,
+            name=f.filename,
+            drivers=GEOTIFF,
+            max_pixels=req.max_tile_pixels,
+        )
+        if not image.valid.any():
+            raise CoverageError(f"{f.filename} does not overlap the plan's tile; check its footprint and CRS")
+        take = image.valid & ~np.isfinite(composite).all(axis=0)
+        composite[:, take] = image.array[:, take]
+    coverage = check_coverage(np.isfinite(composite).all(axis=0), bundle.grid, purchased, req.min_patch_coverage)
+    return fill_with_band_mean(np.ma.masked_invalid(composite)), coverage

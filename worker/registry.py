@@ -1,0 +1,97 @@
+"""Model bundles by id, loaded once per process on the chosen device."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import ModelBundle, load_bundle
+from models.errors import CheckpointError
+from worker.errors import UnknownModelError
+
+# Metadata worth showing to API users; weights statistics and the like stay inside.
+PUBLIC_METADATA = (
+    "model_id",
+    "class_names",
+    "bands",
+    "lr_size",
+    "hr_size",
+    "grid",
+    "fill",
+    "fusion",
+    "architecture",
+    "metrics",
+    "dataset",
+    "created",
+    "git_commit",
+)
+
+
+def choose_device(requested: str = "auto") -> torch.device:
+    """``auto``: the first CUDA GPU when there is one (one solo worker per GPU), else the CPU."""
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class ModelRegistry:
+    """Loads each bundle on first use and keeps it for the life of the process; thread-safe."""
+
+    def __init__(self, checkpoints: Mapping[str, str | Path], default: str, device: str = "auto") -> None:
+        self.checkpoints = {k: Path(v) for k, v in checkpoints.items()}
+        self.default = default
+        self.device = choose_device(device)
+        self._bundles: dict[str, ModelBundle] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, model_id: str | None) -> str:
+        model_id = model_id or self.default
+        if model_id not in self.checkpoints:
+            raise UnknownModelError(
+                f"unknown model {model_id!r}; available: {', '.join(sorted(self.checkpoints)) or 'none'}"
+            )
+        return model_id
+
+    def get(self, model_id: str | None = None) -> tuple[str, ModelBundle]:
+        model_id = self.resolve(model_id)
+        bundle = self._bundles.get(model_id)
+        if bundle is None:
+            with self._lock:
+                bundle = self._bundles.get(model_id)
+                if bundle is None:
+                    bundle = load_bundle(self.checkpoints[model_id], map_location=self.device)
+                    self._bundles[model_id] = bundle
+        return model_id, bundle
+
+    def preload(self) -> None:
+        """Load every bundle that loads; failures surface when the model is asked for."""
+        for model_id in self.checkpoints:
+            try:
+                self.get(model_id)
+            except CheckpointError:
+                pass
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for model_id, path in sorted(self.checkpoints.items()):
+            entry: dict[str, Any] = {
+                "id": model_id,
+                "default": model_id == self.default,
+                "checkpoint": str(path),
+                "device": str(self.device),
+            }
+            try:
+                _, bundle = self.get(model_id)
+            except CheckpointError as exc:
+                entry.update(loaded=False, error=exc.message, metadata={})
+            else:
+                meta = bundle.metadata
+                entry.update(loaded=True, error=None, metadata={k: meta[k] for k in PUBLIC_METADATA if k in meta})
+            out.append(entry)
+        return out
