@@ -157,7 +157,7 @@ def _assemble_hr(req: ClassifyPayload, bundle, purchased: list[int]) -> tuple[np
             f"the plan bought patches {', '.join(map(str, purchased))}; upload HR imagery covering them"
         )
     h, w = bundle.hr_size
-    transform = Affine(*req.transform) * Affine.scale(req.width / w, req.height / h)
+    transform = Affine(*req.transform) @ Affine.scale(req.width / w, req.height / h)
     composite = np.full((len(bundle.bands), h, w), np.nan, np.float32)
     for f in req.files:
         image = reproject_to_grid(

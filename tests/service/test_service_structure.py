@@ -1,0 +1,128 @@
+"""The shape of the code: layers one way, no torch in the API process at import, one error table."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from service_helpers import REPO
+
+from models import errors as model_errors
+from models.errors import PatchDropError
+from service import errors as service_errors
+from service.errors import STATUS_BY_CODE
+from service.settings import Settings
+from worker import errors as worker_errors
+
+
+def test_importing_and_building_the_api_loads_no_torch(tmp_path):
+    code = f"""
+import sys
+import service.app, service.routes.plans, service.executor, service.store, service.stac
+import worker.app, worker.settings, worker.payloads, worker.errors
+from service.app import create_app
+from service.settings import Settings
+create_app(Settings(db_path={str(tmp_path / "x.sqlite3")!r}, preload_models=False))
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+assert not loaded, loaded[:5]
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    out = {}
+    for path in (REPO / package).rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+        out[str(path.relative_to(REPO))] = names
+    return out
+
+
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("models", {"fastapi", "starlette", "celery", "kombu", "service", "worker"}),
+        ("worker", {"fastapi", "starlette", "service"}),
+    ],
+)
+def test_layers_point_one_way(package, forbidden):
+    offenders = {path: names & forbidden for path, names in _imports(package).items() if names & forbidden}
+    assert not offenders
+
+
+def test_service_modules_import_torch_only_lazily():
+    for path in Path(REPO / "service").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = {a.name for n in top_level if isinstance(n, ast.Import) for a in n.names}
+        modules = {n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.module}
+        heavy = {"torch", "worker.jobs", "worker.registry", "models.inference", "models.checkpoint"}
+        assert not (names | modules) & heavy, path
+
+
+def _codes(module) -> set[str]:
+    return {
+        obj.code
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, PatchDropError) and obj.__module__ == module.__name__
+    }
+
+
+def test_every_error_the_api_can_raise_has_a_status():
+    training_only = {"patchdrop_error", "dataset_not_found", "invalid_dataset"}
+    codes = (_codes(model_errors) - training_only) | _codes(worker_errors) | _codes(service_errors)
+    unmapped = {c for c in codes if c not in STATUS_BY_CODE}
+    assert not unmapped
+    request_errors = {
+        "invalid_raster", "wrong_band_count", "wrong_bands", "empty_raster", "tile_too_large",
+        "upload_too_large", "hr_not_covering", "invalid_budget", "unknown_model", "plan_not_found",
+        "job_not_found", "invalid_request", "missing_upload",
+    }  # fmt: skip
+    assert all(400 <= STATUS_BY_CODE[c] < 500 for c in request_errors)
+
+
+def test_error_constructors_take_only_a_message():
+    for module in (model_errors, worker_errors, service_errors):
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, PatchDropError):
+                err = obj("message")
+                assert err.message == "message" and err.args == ("message",)
+
+
+def test_settings_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("REDIS_URL", "redis://example:6379/3")
+    monkeypatch.setenv("PATCHDROP_PRICING__PRICE_PER_KM2", "25.5")
+    monkeypatch.setenv("PATCHDROP_MODELS", '{"a": "/m/a.pt", "default": "/m/d.pt"}')
+    monkeypatch.setenv("PATCHDROP_MAX_UPLOAD_BYTES", "1000")
+    settings = Settings()
+    assert settings.mode == "celery" and settings.redis_url == "redis://example:6379/3"
+    assert settings.pricing.price_per_km2 == 25.5 and settings.pricing.min_area_km2 == 1.0
+    assert settings.models["a"] == Path("/m/a.pt") and settings.max_upload_bytes == 1000
+    monkeypatch.delenv("REDIS_URL")
+    assert Settings().mode == "embedded"
+
+
+def test_unsafe_settings_are_refused():
+    with pytest.raises(ValueError, match="price_per_km2"):
+        Settings(pricing={"price_per_km2": -1})
+    with pytest.raises(ValueError, match="default_model"):
+        Settings(models={"a": "/m/a.pt"}, default_model="b")
+
+
+def test_celery_is_json_only():
+    from worker.app import create_celery
+    from worker.settings import WorkerSettings
+
+    app = create_celery(WorkerSettings(redis_url="redis://127.0.0.1:1/0"))
+    assert app.conf.task_serializer == "json" and app.conf.result_serializer == "json"
+    assert list(app.conf.accept_content) == ["json"] and list(app.conf.result_accept_content) == ["json"]
+    with pytest.raises(ValueError, match="REDIS_URL"):
+        create_celery(WorkerSettings(redis_url=None))

@@ -1,0 +1,101 @@
+"""The worker's plain job functions, without Celery; and jobs that outlive their request."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+from service_helpers import BANDS, BUY, geotiff_bytes, lr_array
+
+from models.errors import CoverageError, WrongBandCountError
+from worker import jobs
+from worker.payloads import PricingPayload, b64encode
+from worker.registry import ModelRegistry, choose_device
+
+PRICING = PricingPayload(price_per_km2=20, min_area_km2=1, min_width_m=500, min_order_charge=100).model_dump()
+
+
+@pytest.fixture(scope="module")
+def registry(bundle_path):
+    return ModelRegistry({"default": bundle_path}, "default", "cpu")
+
+
+def payload(plan_id: str, data: bytes, **extra) -> dict:
+    return {"plan_id": plan_id, "tile": b64encode(data), "pricing": PRICING, **extra}
+
+
+def test_tiles_for_one_model_share_a_forward_pass(registry):
+    _, bundle = registry.get()
+    calls = []
+    hook = bundle.policy.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    try:
+        tiles = [geotiff_bytes(lr_array(seed=s), descriptions=BANDS) for s in range(3)]
+        results = jobs.plan_many([payload(f"p{i}", t) for i, t in enumerate(tiles)], registry)
+    finally:
+        hook.remove()
+    assert calls == [3]
+    assert [r["plan"]["id"] for r in results] == ["p0", "p1", "p2"]
+    assert all(r["plan"]["purchase"]["patch_ids"] == sorted(BUY) for r in results)
+    assert results[0]["artifacts"]["lr_input"]["shape"] == [4, *bundle.lr_size]
+
+
+def test_bundles_load_once_per_process(registry):
+    assert registry.get()[1] is registry.get("default")[1]
+    assert choose_device("auto").type in ("cpu", "cuda")
+
+
+def test_job_errors_are_domain_errors(registry):
+    with pytest.raises(WrongBandCountError):
+        jobs.plan(payload("p", geotiff_bytes(lr_array(bands=3))), registry)
+    plan = jobs.plan(payload("p", geotiff_bytes(lr_array(), descriptions=BANDS)), registry)
+    art = plan["artifacts"]
+    request = {
+        "plan_id": "p", "model": "default", "crs": art["crs"], "transform": art["transform"],
+        "width": art["width"], "height": art["height"], "lr_input": art["lr_input"],
+        "purchased": list(BUY), "files": [],
+    }  # fmt: skip
+    with pytest.raises(CoverageError, match="5, 6, 9"):
+        jobs.classify(request, registry)
+    request["purchased"] = []
+    out = jobs.classify(request, registry)
+    assert out["patches_used"] == 0 and np.isclose(sum(out["probabilities"].values()), 1, atol=1e-4)
+
+
+def test_a_job_interrupted_by_a_restart_reads_as_failed(client, mode):
+    if mode != "embedded":
+        pytest.skip("embedded mode only")
+    store = client.app.state.plans.store
+    store.put_job({"id": "j1", "kind": "plan", "state": "running", "plan_id": "p1", "created": "x",
+                   "finished": None, "error": None, "result": None})  # fmt: skip
+    job = client.get("/v1/jobs/j1").json()
+    assert job["state"] == "failed" and job["error"]["code"] == "job_failed"
+
+
+def test_a_job_not_done_in_time_answers_202_and_is_finished_by_polling(make_client, mode, lr_tile, registry):
+    """No worker consumes this queue, so the request gives up waiting; then the result arrives."""
+    if mode != "celery":
+        pytest.skip("Celery mode only: embedded jobs finish inside their request")
+    import redis
+
+    queue = f"nobody-{uuid.uuid4().hex[:8]}"
+    client = make_client(job_wait_s=0.2, queue=queue)
+    tile = lr_tile()
+    response = client.post("/v1/plans", files={"tile": ("t.tif", tile, "image/tiff")})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert job["state"] == "queued" and "plan" not in job["links"]
+    assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "queued"
+    assert client.get(f"/v1/plans/{job['plan_id']}").status_code == 404
+
+    # A worker finishes the task: its result lands in the result backend.
+    result = jobs.plan(payload(job["plan_id"], tile), registry)
+    celery_app = client.app.state.plans.executor.app
+    celery_app.backend.store_result(job["id"], result, "SUCCESS")
+
+    job = client.get(f"/v1/jobs/{job['id']}").json()
+    assert job["state"] == "succeeded" and job["links"]["plan"] == f"/v1/plans/{job['plan_id']}"
+    plan = client.get(job["links"]["plan"]).json()
+    assert plan["purchase"]["patch_ids"] == sorted(BUY) and plan["job_id"] == job["id"]
+    redis.Redis.from_url(client.app.state.settings.redis_url).delete(queue)
