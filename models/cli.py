@@ -1,11 +1,18 @@
-"""``patchdrop`` command line: plan purchases for a tile with a model bundle."""
+"""``patchdrop`` command line: plan purchases for tiles, run the API, run a Celery worker.
+
+``serve`` and ``worker`` start uvicorn and Celery as programs: this module
+imports no web or queue code.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from models.errors import PatchDropError
 
@@ -15,34 +22,105 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default.pt"
 def _plan(args: argparse.Namespace) -> int:
     from models.checkpoint import load_bundle
     from models.inference import decide_patches
+    from models.planning import Budget, TileFootprint, plan_purchase
+    from models.pricing import ARCHIVE_PRICE_LIST, PricingProfile
     from models.raster import read_tile
 
+    pricing = ARCHIVE_PRICE_LIST
+    if args.pricing:
+        pricing = PricingProfile(**{**ARCHIVE_PRICE_LIST.to_dict(), **json.loads(args.pricing)})
     bundle = load_bundle(args.checkpoint)
-    tile = read_tile(args.tile, bundle.lr_size, band_count=len(bundle.bands))
-    decision = decide_patches(bundle, tile.array, max_patches=args.max_patches)[0]
-    footprints = tile.patch_bounds(bundle.grid)
-    plan = {
-        "tile": str(args.tile),
-        "crs": tile.crs.to_string(),
-        "model": bundle.metadata.get("model_id", Path(args.checkpoint).stem),
-        "probabilities": decision.probabilities,
-        "selected_patches": decision.selected,
-        "footprints": {str(i): footprints[i] for i in decision.selected},
-        "lr_prediction": {"class": decision.lr_class, "confidence": round(decision.lr_confidence, 4)},
-    }
-    json.dump(plan, sys.stdout, indent=2)
+    budget = Budget(args.max_patches, args.max_price)
+    tiles = [read_tile(t, bundle.lr_size, band_names=bundle.bands, name=str(t)) for t in args.tile]
+    decisions = decide_patches(bundle, np.stack([t.array for t in tiles]), max_patches=args.max_patches)
+    plans = []
+    for path, tile, decision in zip(args.tile, tiles, decisions, strict=True):
+        footprints = tile.patch_bounds(bundle.grid)
+        crs = tile.crs.to_string()
+        purchase = plan_purchase(
+            decision.probabilities,
+            decision.selected,
+            TileFootprint(crs, tile.bounds, tuple(footprints)),
+            budget,
+            pricing,
+        )
+        plans.append(
+            {
+                "tile": str(path),
+                "crs": crs,
+                "model": bundle.metadata.get("model_id", Path(args.checkpoint).stem),
+                "probabilities": decision.probabilities,
+                "selected_patches": decision.selected,
+                "footprints": {str(i): footprints[i] for i in decision.selected},
+                "lr_prediction": {"class": decision.lr_class, "confidence": round(decision.lr_confidence, 4)},
+                "purchase": purchase.to_dict(),
+            }
+        )
+    json.dump(plans[0] if len(plans) == 1 else plans, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def serve_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The uvicorn command line and environment for ``patchdrop serve`` (models imports no web code)."""
+    env = dict(os.environ)
+    if args.redis_url:
+        env["PATCHDROP_REDIS_URL"] = args.redis_url
+    if args.checkpoint:
+        env["PATCHDROP_MODELS"] = json.dumps({"default": str(Path(args.checkpoint).resolve())})
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
+    argv += ["--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
+    return argv, env
+
+
+def worker_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The Celery worker command line: one solo-pool process (run one per GPU)."""
+    env = dict(os.environ)
+    env["PATCHDROP_DEVICE"] = args.device
+    if args.redis_url:
+        env["PATCHDROP_REDIS_URL"] = args.redis_url
+    if args.checkpoint:
+        env["PATCHDROP_MODELS"] = json.dumps({"default": str(Path(args.checkpoint).resolve())})
+    name = f"patchdrop-{args.device.replace(':', '')}@%h"
+    argv = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo", "-n", name]
+    argv += ["--loglevel", args.loglevel]
+    return argv, env
+
+
+def _exec(command: tuple[list[str], dict[str, str]]) -> int:
+    argv, env = command
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, env)  # replaces this process: signals reach uvicorn/celery directly
+    return 0  # pragma: no cover
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="patchdrop", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    plan = sub.add_parser("plan", help="which HR patches of an LR GeoTIFF tile are worth buying")
-    plan.add_argument("tile", type=Path, help="LR GeoTIFF tile (bands in the model's order)")
+    plan = sub.add_parser("plan", help="which HR patches of LR GeoTIFF tiles are worth buying, and their price")
+    plan.add_argument("tile", type=Path, nargs="+", help="LR GeoTIFF tile(s) (several share one forward pass)")
     plan.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     plan.add_argument("--max-patches", type=int, default=None, help="buy at most this many patches")
+    plan.add_argument("--max-price", type=float, default=None, help="spend at most this much on the order")
+    plan.add_argument(
+        "--pricing", default=None, help="JSON overriding the default price list, e.g. '{\"price_per_km2\": 25}'"
+    )
     plan.set_defaults(func=_plan)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (embedded unless REDIS_URL is set)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--redis-url", default=None, help="use Celery workers and Redis (else REDIS_URL)")
+    serve.add_argument("--checkpoint", type=Path, default=None, help="serve this bundle as the default model")
+    serve.set_defaults(func=lambda a: _exec(serve_command(a)))
+
+    worker = sub.add_parser("worker", help="run a Celery worker (one per GPU) for the API's Celery mode")
+    worker.add_argument("--device", default="auto", help="auto, cpu, cuda:0, cuda:1, ...")
+    worker.add_argument("--redis-url", default=None, help="Redis broker/backend (else REDIS_URL)")
+    worker.add_argument("--checkpoint", type=Path, default=None, help="serve this bundle as the default model")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=lambda a: _exec(worker_command(a)))
     return parser
 
 
