@@ -33,14 +33,17 @@ def to_rgb(bands: np.ndarray, band_names: Sequence[str], low: float = 2.0, high:
         channels = bands[[keys.index(k) for k in TRUE_COLOUR]]
     else:
         channels = np.repeat(bands[:1], 3, axis=0)
-    out = np.zeros(channels.shape, dtype=np.uint8)
-    for i, channel in enumerate(channels):
-        finite = channel[np.isfinite(channel)]
-        if not finite.size:
-            continue
-        lo, hi = np.percentile(finite, [low, high])
-        scaled = (channel - lo) / (hi - lo) if hi > lo else np.full_like(channel, 0.5)
-        out[i] = np.nan_to_num(np.clip(scaled, 0, 1) * 255, nan=0).astype(np.uint8)
+    flat = channels.reshape(3, -1).astype(np.float64)
+    finite = np.isfinite(flat)
+    if finite.all():
+        lo, hi = np.percentile(flat, [low, high], axis=1)
+    elif finite.any():
+        lo, hi = np.nanpercentile(flat, [low, high], axis=1)
+    else:
+        return np.zeros((*channels.shape[1:], 3), dtype=np.uint8)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    scaled = np.where((hi > lo)[:, None], (flat - lo[:, None]) / span[:, None], 0.5)
+    out = np.nan_to_num(np.clip(scaled, 0, 1) * 255, nan=0).astype(np.uint8).reshape(channels.shape)
     return np.moveaxis(out, 0, -1)
 
 

@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import shapely
 from shapely.geometry import Polygon, box
 
@@ -82,8 +83,21 @@ class Quote:
         """Ids of the patches this order covers completely (patches in the same metric CRS)."""
         if not self.polygons:
             return []
-        union = shapely.union_all([p.geometry for p in self.polygons]).buffer(_EPS_M)
-        return [i for i, patch in enumerate(patches) if union.covers(patch)]
+        union = shapely.union_all([p.geometry for p in self.polygons]).buffer(_EPS_M, quad_segs=1)
+        shapely.prepare(union)
+        return [int(i) for i in np.flatnonzero(shapely.covers(union, np.asarray(patches, dtype=object)))]
+
+
+def _narrow_side(poly: Polygon) -> tuple[float, Polygon | None]:
+    """Width of a polygon (short side of its minimum rotated rectangle) and that rectangle."""
+    minx, miny, maxx, maxy = poly.bounds
+    # Fast path: an axis-aligned rectangle (patch unions in a metric tile CRS) is its own
+    # minimum rectangle, and its width is the short side of its bounding box.
+    if abs((maxx - minx) * (maxy - miny) - poly.area) <= 1e-9 * max(poly.area, 1.0):
+        return min(maxx - minx, maxy - miny), None
+    rect = poly.minimum_rotated_rectangle
+    (x0, y0), (x1, y1), (x2, y2) = list(rect.exterior.coords)[:3] if isinstance(rect, Polygon) else [(0, 0)] * 3
+    return min(math.hypot(x1 - x0, y1 - y0), math.hypot(x2 - x1, y2 - y1)), rect
 
 
 def widen(poly: Polygon, min_width: float) -> Polygon:
@@ -94,7 +108,11 @@ def widen(poly: Polygon, min_width: float) -> Polygon:
     """
     if min_width <= 0:
         return poly
-    rect = poly.minimum_rotated_rectangle
+    width, rect = _narrow_side(poly)
+    if width >= min_width - _EPS_M:
+        return poly
+    if rect is None:
+        rect = box(*poly.bounds)
     if not isinstance(rect, Polygon):  # degenerate (a line or a point)
         return poly.buffer(min_width / 2, join_style="mitre")
     (x0, y0), (x1, y1), (x2, y2) = list(rect.exterior.coords)[:3]
@@ -102,10 +120,11 @@ def widen(poly: Polygon, min_width: float) -> Polygon:
     e1 = (x2 - x1, y2 - y1)
     len0, len1 = math.hypot(*e0), math.hypot(*e1)
     short, short_len, long_, long_len = (e0, len0, e1, len1) if len0 <= len1 else (e1, len1, e0, len0)
-    if short_len >= min_width - _EPS_M:
-        return poly
     cx, cy = rect.centroid.x, rect.centroid.y
-    sx, sy = short[0] / short_len, short[1] / short_len
+    if short_len > 0:
+        sx, sy = short[0] / short_len, short[1] / short_len
+    else:
+        sx, sy = (-long_[1] / long_len, long_[0] / long_len) if long_len else (1.0, 0.0)
     lx, ly = (long_[0] / long_len, long_[1] / long_len) if long_len else (-sy, sx)
     half_s, half_l = min_width / 2, max(long_len, min_width) / 2
     corners = [
@@ -118,18 +137,18 @@ def widen(poly: Polygon, min_width: float) -> Polygon:
 def _single_parts(geom: shapely.Geometry) -> list[Polygon]:
     """Polygons of a (multi)polygon with their holes filled: orderable AOIs are hole-free."""
     parts = getattr(geom, "geoms", [geom])
-    return [Polygon(p.exterior) for p in parts if isinstance(p, Polygon) and not p.is_empty]
+    return [Polygon(p.exterior) if p.interiors else p for p in parts if isinstance(p, Polygon) and not p.is_empty]
 
 
 def orderable_polygons(geoms: Iterable[Polygon], min_width: float) -> list[Polygon]:
-    """Merge, fill holes, widen narrow parts; repeat until widening merges nothing new."""
-    parts = _single_parts(shapely.union_all(list(geoms)))
+    """Merge, fill holes, widen narrow parts; repeat until widening changes nothing."""
+    geoms = list(geoms)
+    parts = geoms if len(geoms) == 1 and not geoms[0].interiors else _single_parts(shapely.union_all(geoms))
     for _ in range(16):
         widened = [widen(p, min_width) for p in parts]
-        merged = _single_parts(shapely.union_all(widened))
-        if len(merged) == len(parts) and all(a.equals_exact(b, 1e-6) for a, b in zip(merged, widened, strict=True)):
-            return merged
-        parts = merged
+        if all(w is p for w, p in zip(widened, parts, strict=True)):
+            return parts  # nothing was narrow: the parts are already disjoint and hole-free
+        parts = _single_parts(shapely.union_all(widened))
     return parts
 
 

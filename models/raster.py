@@ -120,7 +120,10 @@ def read_tile(
             tile_meta = (ds.crs, ds.transform, ds.width, ds.height, ds.dtypes[0])
     except RasterioError as exc:
         raise InvalidRasterError(f"{name} is not a readable GeoTIFF: {_gdal_message(exc, name)}") from exc
-    array = np.ma.masked_invalid(data.astype(np.float32))
+    values = np.ma.getdata(data).astype(np.float32)
+    if not np.ma.is_masked(data) and np.isfinite(values).all():  # the common case: nothing to fill
+        return RasterTile(values, np.ones(values.shape[1:], bool), *tile_meta, thumbnail=thumbnail)
+    array = np.ma.masked_invalid(np.ma.masked_array(values, np.ma.getmaskarray(data)))
     valid = ~np.ma.getmaskarray(array).all(axis=0)
     if not valid.any():
         raise EmptyRasterError("the tile holds only nodata")
@@ -335,16 +338,12 @@ class BandStackReader:
         row_off, col_off, height, width = window
         if row_off < 0 or col_off < 0 or row_off + height > self.height or col_off + width > self.width:
             raise InvalidRasterError(
-                f"window {window} (row, col, height, width) lies outside the "
-                f"{self.height}x{self.width} px raster"
+                f"window {window} (row, col, height, width) lies outside the {self.height}x{self.width} px raster"
             )
         shape = out_size or (height, width)
         win = Window(col_off, row_off, width, height)
         try:
-            bands = [
-                ds.read(1, window=win, out_shape=shape, resampling=resampling)
-                for ds in self._datasets
-            ]
+            bands = [ds.read(1, window=win, out_shape=shape, resampling=resampling) for ds in self._datasets]
         except RasterioError as exc:
             raise InvalidRasterError(f"reading window {window} failed: {exc}") from exc
         return np.stack(bands)

@@ -47,7 +47,7 @@ class EmbeddedExecutor:
                     from worker.registry import ModelRegistry
 
                     s = self.settings
-                    self._registry = ModelRegistry(s.models, s.default_model, s.device)
+                    self._registry = ModelRegistry(s.models, s.default_model, s.device, s.torch_threads)
         return self._registry
 
     def run(self, kind: str, payload: Any, job_id: str, wait_s: float) -> Any:

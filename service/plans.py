@@ -46,7 +46,8 @@ class PlanService:
     # --- jobs ---------------------------------------------------------------------------------
 
     def _new_job(self, kind: str, plan_id: str) -> dict[str, Any]:
-        job = {
+        # Stored when it ends or outlives its request: until then no client knows its id.
+        return {
             "id": uuid.uuid4().hex,
             "kind": kind,
             "state": "queued",
@@ -56,8 +57,6 @@ class PlanService:
             "error": None,
             "result": None,
         }
-        self.store.put_job(job)
-        return job
 
     def _run(self, job: dict[str, Any], payload: dict[str, Any]) -> Outcome:
         try:
@@ -72,16 +71,14 @@ class PlanService:
         return Outcome(job, self._succeed(job, value))
 
     def _succeed(self, job: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
+        job.update(state="succeeded", finished=_now())
         if job["kind"] == "plan":
             plan = {**value["plan"], "created": job["created"], "job_id": job["id"]}
-            self.store.put_plan(plan, value["artifacts"])
-            out = plan
-        else:
-            out = {**value, "job_id": job["id"]}
-            job["result"] = out
-        job.update(state="succeeded", finished=_now())
+            self.store.put_plan(plan, value["artifacts"], job)
+            return plan
+        job["result"] = {**value, "job_id": job["id"]}
         self.store.put_job(job)
-        return out
+        return job["result"]
 
     def _fail(self, job: dict[str, Any], exc: BaseException) -> None:
         if isinstance(exc, PatchDropError):

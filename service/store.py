@@ -17,7 +17,7 @@ from service.errors import JobNotFoundError, PlanNotFoundError
 
 
 class Store(Protocol):
-    def put_plan(self, plan: dict[str, Any], artifacts: dict[str, Any]) -> None: ...
+    def put_plan(self, plan: dict[str, Any], artifacts: dict[str, Any], job: dict[str, Any] | None = None) -> None: ...
     def get_plan(self, plan_id: str) -> dict[str, Any]: ...
     def get_artifacts(self, plan_id: str) -> dict[str, Any]: ...
     def put_job(self, job: dict[str, Any]) -> None: ...
@@ -65,13 +65,23 @@ class SQLiteStore:
                 self._connections.append(conn)
         return conn
 
-    def put_plan(self, plan: dict[str, Any], artifacts: dict[str, Any]) -> None:
+    def put_plan(self, plan: dict[str, Any], artifacts: dict[str, Any], job: dict[str, Any] | None = None) -> None:
+        """Store a plan (and the job that made it) in one transaction."""
         conn = self._conn()
         with conn:
             conn.execute(
                 "INSERT OR REPLACE INTO plans (id, created, plan, artifacts) VALUES (?, ?, ?, ?)",
                 (plan["id"], plan.get("created"), json.dumps(plan), json.dumps(artifacts)),
             )
+            if job is not None:
+                self._insert_job(conn, job)
+
+    @staticmethod
+    def _insert_job(conn: sqlite3.Connection, job: dict[str, Any]) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO jobs (id, created, job) VALUES (?, ?, ?)",
+            (job["id"], job.get("created"), json.dumps(job)),
+        )
 
     def _plan_column(self, plan_id: str, column: str) -> dict[str, Any]:
         row = self._conn().execute(f"SELECT {column} FROM plans WHERE id = ?", (plan_id,)).fetchone()
@@ -88,10 +98,7 @@ class SQLiteStore:
     def put_job(self, job: dict[str, Any]) -> None:
         conn = self._conn()
         with conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO jobs (id, created, job) VALUES (?, ?, ?)",
-                (job["id"], job.get("created"), json.dumps(job)),
-            )
+            self._insert_job(conn, job)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         row = self._conn().execute("SELECT job FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -123,10 +130,13 @@ class RedisStore:
     def _key(self, kind: str, ident: str) -> str:
         return f"{self.prefix}:{kind}:{ident}"
 
-    def put_plan(self, plan: dict[str, Any], artifacts: dict[str, Any]) -> None:
-        self._redis.hset(
-            self._key("plan", plan["id"]), mapping={"plan": json.dumps(plan), "artifacts": json.dumps(artifacts)}
-        )
+    def put_plan(self, plan: dict[str, Any], artifacts: dict[str, Any], job: dict[str, Any] | None = None) -> None:
+        """Store a plan (and the job that made it) in one round trip (MULTI/EXEC)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(self._key("plan", plan["id"]), mapping={"plan": json.dumps(plan), "artifacts": json.dumps(artifacts)})
+        if job is not None:
+            pipe.set(self._key("job", job["id"]), json.dumps(job))
+        pipe.execute()
 
     def _plan_field(self, plan_id: str, field: str) -> dict[str, Any]:
         raw = self._redis.hget(self._key("plan", plan_id), field)

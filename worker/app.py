@@ -35,7 +35,7 @@ def create_celery(settings: WorkerSettings) -> Celery:
         task_default_queue=settings.queue,
         task_acks_late=True,  # tasks are idempotent: a crash re-runs them
         task_reject_on_worker_lost=True,
-        task_track_started=True,
+        task_track_started=False,  # a STARTED write per task costs latency; jobs read queued -> done
         worker_prefetch_multiplier=1,
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,

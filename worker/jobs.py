@@ -31,7 +31,7 @@ GEOTIFF = ("GTiff",)
 @lru_cache(maxsize=1)
 def process_registry() -> ModelRegistry:
     settings = WorkerSettings()
-    return ModelRegistry(settings.models, settings.default_model, settings.device)
+    return ModelRegistry(settings.models, settings.default_model, settings.device, settings.torch_threads)
 
 
 def describe_models(registry: ModelRegistry | None = None) -> list[dict[str, Any]]:

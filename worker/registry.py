@@ -43,7 +43,15 @@ def choose_device(requested: str = "auto") -> torch.device:
 class ModelRegistry:
     """Loads each bundle on first use and keeps it for the life of the process; thread-safe."""
 
-    def __init__(self, checkpoints: Mapping[str, str | Path], default: str, device: str = "auto") -> None:
+    def __init__(
+        self,
+        checkpoints: Mapping[str, str | Path],
+        default: str,
+        device: str = "auto",
+        torch_threads: int | None = None,
+    ) -> None:
+        if torch_threads:
+            torch.set_num_threads(torch_threads)  # process-wide: one registry per process
         self.checkpoints = {k: Path(v) for k, v in checkpoints.items()}
         self.default = default
         self.device = choose_device(device)

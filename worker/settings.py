@@ -34,4 +34,7 @@ class WorkerSettings(BaseSettings):
     device: str = Field(
         default="auto", description="torch device for inference: auto (CUDA when available), cpu, cuda:0, ..."
     )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads per process (unset: torch's default, one per core)."
+    )
     queue: str = Field(default="patchdrop", description="Celery queue the API sends to and the worker consumes.")
