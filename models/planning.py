@@ -226,3 +226,23 @@ def check_coverage(valid: np.ndarray, grid: PatchGrid, purchased: Sequence[int],
             f"each purchased patch must be at least {min_fraction:.0%} covered"
         )
     return coverage
+
+
+def scale_warning(
+    tile_side_m: float, model_side_px: int, trained_pixel_m: float | None, tolerance: float = 1.5
+) -> str | None:
+    """A warning when a tile, resampled to the model's input size, has pixels far from the training ones.
+
+    The model sees the whole tile at ``model_side_px``; a tile covering much more (or less)
+    ground than the training tiles gives it pixels of another size than it learnt on.
+    """
+    if not trained_pixel_m or trained_pixel_m <= 0 or model_side_px <= 0:
+        return None
+    effective = tile_side_m / model_side_px
+    if max(effective / trained_pixel_m, trained_pixel_m / effective) <= tolerance:
+        return None
+    return (
+        f"the tile ({tile_side_m:.0f} m across) is read as {model_side_px} px of {effective:.0f} m, but the model "
+        f"was trained on {trained_pixel_m:g} m pixels ({model_side_px * trained_pixel_m:.0f} m tiles); "
+        "the plan may be unreliable: send tiles of about that extent"
+    )

@@ -130,6 +130,7 @@ class PlanPublic(_Out):
     purchase: PurchasePublic
     lr_prediction: PredictionPublic = Field(description="Class predicted from the LR tile alone.")
     pricing: PricingPublic
+    warnings: list[str] = Field(default_factory=list, description="Why the plan may be unreliable, if it may.")
     links: dict[str, str]
 
 

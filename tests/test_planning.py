@@ -15,9 +15,7 @@ X0, Y1, PATCH = 435730.0, 4179460.0, 640.0  # 64 px at 40 m, 4x4 grid
 
 def footprint(crs="EPSG:32618", x0=X0, y1=Y1, size=PATCH):
     patches = tuple(
-        (x0 + c * size, y1 - (r + 1) * size, x0 + (c + 1) * size, y1 - r * size)
-        for r in range(4)
-        for c in range(4)
+        (x0 + c * size, y1 - (r + 1) * size, x0 + (c + 1) * size, y1 - r * size) for r in range(4) for c in range(4)
     )
     return TileFootprint(crs, (x0, y1 - 4 * size, x0 + 4 * size, y1), patches)
 
@@ -44,9 +42,7 @@ def test_selected_patches_are_priced_and_located():
 
 
 def test_whole_tile_is_recommended_when_minimums_make_patches_dearer():
-    profile = PricingProfile(
-        price_per_km2=20.0, min_area_km2=5.0, min_width_m=0.0, min_order_charge=0.0
-    )
+    profile = PricingProfile(price_per_km2=20.0, min_area_km2=5.0, min_width_m=0.0, min_order_charge=0.0)
     scattered = [0, 3, 12, 15]  # four corners: four polygons billed 5 km² each
     plan = plan_purchase([0.9] * 16, scattered, footprint(), Budget(), profile)
     assert plan.recommendation == "whole_tile"
@@ -107,3 +103,11 @@ def test_coverage_names_the_missing_patches():
 
 def test_profile_is_plain_config():
     assert dataclasses.asdict(FLAT)["currency"] == "USD"
+
+
+def test_scale_warning():
+    from models.planning import scale_warning
+
+    assert scale_warning(2560, 16, 160) is None
+    assert scale_warning(2560, 16, None) is None
+    assert "320 m" in scale_warning(2560, 8, 40)

@@ -12,13 +12,14 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import shapely
 from rasterio.transform import Affine
 
 from models.errors import BudgetError, CoverageError
 from models.footprints import crs_code
 from models.inference import classify as classify_two_stream
 from models.inference import decide_patches
-from models.planning import Budget, TileFootprint, check_coverage, plan_purchase
+from models.planning import Budget, TileFootprint, check_coverage, plan_purchase, scale_warning
 from models.preview import to_rgb
 from models.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid
 from worker.payloads import ClassifyPayload, PlanPayload, b64decode, decode_array, encode_array
@@ -111,6 +112,7 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
             "probabilities": {k: round(v, 6) for k, v in decision.lr_probabilities.items()},
         },
         "pricing": req.pricing.model_dump(),
+        "warnings": _warnings(purchase, bundle),
     }
     artifacts = {
         "crs": crs,
@@ -121,6 +123,13 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
         "thumbnail": encode_array(to_rgb(tile.thumbnail, bundle.bands)) if tile.thumbnail is not None else None,
     }
     return {"plan": plan_doc, "artifacts": artifacts}
+
+
+def _warnings(purchase, bundle) -> list[str]:
+    minx, miny, maxx, maxy = shapely.union_all(purchase.patches_metric).bounds
+    side_m = ((maxx - minx) + (maxy - miny)) / 2
+    warning = scale_warning(side_m, bundle.lr_size[1], bundle.metadata.get("lr_pixel_size"))
+    return [warning] if warning else []
 
 
 def classify(payload: dict[str, Any], registry: ModelRegistry | None = None) -> dict[str, Any]:

@@ -99,3 +99,16 @@ def test_a_job_not_done_in_time_answers_202_and_is_finished_by_polling(make_clie
     plan = client.get(job["links"]["plan"]).json()
     assert plan["purchase"]["patch_ids"] == sorted(BUY) and plan["job_id"] == job["id"]
     redis.Redis.from_url(client.app.state.settings.redis_url).delete(queue)
+
+
+def test_a_tile_at_another_scale_than_the_training_tiles_is_flagged(registry, bundle_path, tmp_path):
+    from models.checkpoint import load_bundle, save_bundle
+
+    bundle = load_bundle(bundle_path)
+    bundle.metadata["lr_pixel_size"] = 40.0  # trained on 16 px x 40 m = 640 m tiles
+    path = save_bundle(bundle, tmp_path / "scaled.pt")
+    scaled = ModelRegistry({"default": path}, "default", "cpu")
+    tile = geotiff_bytes(lr_array(), descriptions=BANDS)  # 64 px x 40 m = 2560 m: read as 160 m pixels
+    warnings = jobs.plan(payload("p", tile), scaled)["plan"]["warnings"]
+    assert len(warnings) == 1 and "160 m" in warnings[0] and "40 m pixels" in warnings[0]
+    assert jobs.plan(payload("p", tile), registry)["plan"]["warnings"] == []  # no scale in the metadata
