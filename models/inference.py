@@ -77,7 +77,7 @@ def decide_patches(
     lr_probs = _lr_logits(bundle, lr_norm).softmax(-1)
     names = bundle.class_names
     decisions = []
-    for p, a, c in zip(probs.cpu(), actions.cpu(), lr_probs.cpu()):
+    for p, a, c in zip(probs.cpu(), actions.cpu(), lr_probs.cpu(), strict=False):
         best = int(c.argmax())
         decisions.append(
             PatchDecision(
@@ -85,7 +85,7 @@ def decide_patches(
                 selected=[int(i) for i in torch.nonzero(a).flatten()],
                 lr_class=names[best],
                 lr_confidence=float(c[best]),
-                lr_probabilities={n: float(v) for n, v in zip(names, c)},
+                lr_probabilities={n: float(v) for n, v in zip(names, c, strict=False)},
             )
         )
     return decisions
@@ -122,13 +122,13 @@ def classify(
         probs = hr_logits.softmax(-1)
     names = bundle.class_names
     out = []
-    for row, ids in zip(probs.cpu(), patch_ids):
+    for row, ids in zip(probs.cpu(), patch_ids, strict=False):
         best = int(row.argmax())
         out.append(
             Classification(
                 class_name=names[best],
                 confidence=float(row[best]),
-                probabilities={n: float(v) for n, v in zip(names, row)},
+                probabilities={n: float(v) for n, v in zip(names, row, strict=False)},
                 patches_used=len(set(ids)),
             )
         )

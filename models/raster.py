@@ -443,3 +443,12 @@ def reproject_to_grid(
     except RasterioError as exc:
         raise InvalidRasterError(f"{name} cannot be reprojected to {crs}: {exc}") from exc
     return GridImage(dst, np.isfinite(dst).all(axis=0))
+
+
+def pixel_size(source: str | Path) -> tuple[float, float]:
+    """Ground size (x, y) of one pixel in CRS units."""
+    try:
+        with open_raster(source) as ds:
+            return float(ds.res[0]), float(ds.res[1])
+    except RasterioError as exc:
+        raise InvalidRasterError(f"{source}: not a readable GeoTIFF: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import time
 from pathlib import Path
@@ -116,6 +117,13 @@ def cmd_classifiers(run: Run) -> None:
         training_data={"benchmark": run.benchmark, "train": len(train), "val": len(run.splits.val),
                        "test": len(run.splits.test), "seed": cfg.seed, **train.info},
     )  # fmt: skip
+    bundle.metadata["training_data"] = json.loads(json.dumps(bundle.metadata["training_data"], default=str))
+    if run.benchmark == "chips":
+        from models.raster import pixel_size
+
+        first = next(iter(sorted(Path(train.info["root"]).glob("*/*.tif"))))
+        hr_res = pixel_size(first)[0]
+        bundle.metadata.update(hr_pixel_size=hr_res, lr_pixel_size=hr_res * train.lr_factor)
     t = time.time()
     metrics = stages.pretrain_classifiers(run.context(bundle))
     run.save(bundle, "classifiers.pt", "classifiers", metrics, time.time() - t)
@@ -123,8 +131,8 @@ def cmd_classifiers(run: Run) -> None:
 
 def _agent_stage(run: Run, stage: str, source: str, target: str) -> None:
     bundle = run.load(source)
-    if stage == "ft2":
-        bundle.metadata["fusion"] = run.cfg.fusion
+    # Pt and Ft-1 classify from the HR stream alone; only Ft-2 learns with the LR stream.
+    bundle.metadata["fusion"] = run.cfg.fusion if stage == "ft2" else "hr-only"
     t = time.time()
     metrics = stages.train_agent(run.context(bundle), stage)
     run.save(bundle, target, stage, metrics, time.time() - t)
@@ -189,6 +197,9 @@ def cmd_evaluate(run: Run, results_json: Path | None, command: str) -> dict[str,
             if run.path(f"baseline-{key}.pt").exists()
         },
     )
+    if "Random" not in models.baselines and "Ft-1" in models.stages:
+        # Without its own finetuned classifier, Random borrows PatchDrop's and says so.
+        models.baselines["Random (Ft-1 classifier)"] = models.stages["Ft-1"]
     report = ev.evaluate(models, run.splits.test, run.cfg.eval_batch, run.cfg.seed, run.device)
     report_dir = run.path("report")
     report_dir.mkdir(exist_ok=True)
@@ -201,7 +212,7 @@ def cmd_evaluate(run: Run, results_json: Path | None, command: str) -> dict[str,
         ev.plot_examples(models.stages["Ft-2"], run.splits.test, report_dir / "examples.png")
     timings = {k: b.metadata["metrics"] for k, b in models.stages.items()}
     hp = run.path("hard_positives.json")
-    report["hard_positives"] = ev.json.loads(hp.read_text()) if hp.exists() else None
+    report["hard_positives"] = json.loads(hp.read_text()) if hp.exists() else None
     report["training"] = {"config": run.cfg.to_dict(), "stage_metrics": timings}
     report["evaluation_seconds"] = round(time.time() - t, 1)
     ev.write_json(report, report_dir / "report.json")
@@ -215,10 +226,33 @@ def cmd_evaluate(run: Run, results_json: Path | None, command: str) -> dict[str,
     return report
 
 
+def export_best(out: Path, target: Path, model_id: str) -> Path:
+    """Copy the finetuned stage with the best validation reward to ``target`` as a named model."""
+    candidates = []
+    for name in ("ft1.pt", "ft2.pt"):
+        if (out / name).exists():
+            bundle = load_bundle(out / name)
+            stage = bundle.metadata["stage"]
+            candidates.append((bundle.metadata["metrics"][stage]["reward"], name, bundle))
+    if not candidates:
+        raise SystemExit(f"no ft1.pt or ft2.pt under {out}")
+    _, name, bundle = max(candidates, key=lambda c: c[0])
+    if bundle.metadata["stage"] != "ft2":
+        bundle.metadata["fusion"] = "hr-only"
+    bundle.metadata.update(model_id=model_id, exported_from=str(out / name))
+    save_bundle(bundle, target)
+    log.info("exported %s as %s (%s)", out / name, target, model_id)
+    return target
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    exp = sub.add_parser("export", help="ship the finetuned stage with the best validation reward")
+    exp.add_argument("--out", type=Path, required=True, help="run folder")
+    exp.add_argument("--to", type=Path, required=True, help="target checkpoint path")
+    exp.add_argument("--model-id", required=True)
     for name in ("classifiers", "pt", "ft1", "ft2", "baselines", "hard-positives", "evaluate", "chain"):
         p = sub.add_parser(name)
         p.add_argument("--benchmark", required=True, choices=["fashion_mnist", "scattered_fashion_mnist", "chips"])
@@ -231,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, default=None)
         p.add_argument("--subset", type=int, default=None, help="use only the first N images of each split")
         p.add_argument("--baselines", default="fixed-h,fixed-v,stochastic,random")
+        p.add_argument("--start", default="classifiers", choices=["classifiers", "pt", "ft1", "ft2", "baselines"],
+                       help="chain only: resume at this stage, reusing the checkpoints before it")
         p.add_argument("--results-json", type=Path, default=None, help="flat results file for benchmarks/")
     return parser
 
@@ -240,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = build_parser().parse_args(argv)
+    if args.command == "export":
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        export_best(args.out, args.to, args.model_id)
+        return 0
     command = "python -m models.train " + shlex.join(argv if argv is not None else sys.argv[1:])
     run = Run(args)
     baselines = [b for b in args.baselines.split(",") if b]
@@ -257,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         order = ["classifiers", "pt", "ft1", "ft2", "baselines"]
         if run.cfg.hard_positive_epochs:
             order.append("hard-positives")
-        for step in order + ["evaluate"]:
+        order.append("evaluate")
+        for step in order[order.index(args.start):]:
             steps[step]()
     else:
         steps[args.command]()

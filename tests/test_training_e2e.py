@@ -54,14 +54,19 @@ def test_chain_writes_loadable_checkpoints_and_report(fake_fashion_mnist, tmp_pa
     assert set(ft2.metadata["metrics"]) == {"classifiers", "pt", "ft1", "ft2"}
     # The classifiers checkpoint and Ft-2 share the frozen LR classifier.
     cls = load_bundle(out / "classifiers.pt")
-    for a, b in zip(cls.lr_classifier.state_dict().values(), ft2.lr_classifier.state_dict().values()):
+    for a, b in zip(cls.lr_classifier.state_dict().values(), ft2.lr_classifier.state_dict().values(), strict=False):
         assert torch.equal(a, b)
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["methods"]["HR"]["patches"] == 16.0 and report["methods"]["LR"]["patches"] == 0.0
-    assert set(report["sweep"]) == {"PatchDrop Ft-1", "PatchDrop Ft-2", "Fixed-H", "Stochastic"}
+    assert set(report["sweep"]) == {
+        "PatchDrop Ft-1", "PatchDrop Ft-2", "Fixed-H", "Stochastic", "Random (Ft-1 classifier)"
+    }
     assert [report["sweep"]["Fixed-H"][str(k)]["patches"] for k in (1, 16)] == [1.0, 16.0]
     for png in ("accuracy_vs_patches.png", "patch_heatmap.png", "examples.png"):
         assert (out / "report" / png).stat().st_size > 1000
+    assert main(["export", "--out", str(out), "--to", str(tmp_path / "default.pt"), "--model-id", "demo-v1"]) == 0
+    exported = load_bundle(tmp_path / "default.pt")
+    assert exported.metadata["model_id"] == "demo-v1" and exported.metadata["stage"] in ("ft1", "ft2")
     flat = json.loads(results.read_text())
     assert {"date", "commit", "command", "HR", "Ft-2"} <= set(flat)
 

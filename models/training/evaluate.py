@@ -56,7 +56,13 @@ class Models:
     baselines: dict[str, ModelBundle] = field(default_factory=dict)  # "Fixed-H" -> finetuned classifier
 
 
-BASELINE_KEYS = {"Fixed-H": "fixed-h", "Fixed-V": "fixed-v", "Stochastic": "stochastic", "Random": "random"}
+BASELINE_KEYS = {
+    "Fixed-H": "fixed-h",
+    "Fixed-V": "fixed-v",
+    "Stochastic": "stochastic",
+    "Random": "random",
+    "Random (Ft-1 classifier)": "random",
+}
 
 
 @torch.inference_mode()
@@ -187,7 +193,7 @@ def plot_sweep(report: dict[str, Any], path: Path, title: str) -> None:
 def plot_heatmaps(report: dict[str, Any], rows: int, cols: int, path: Path) -> None:
     freqs = report["frequency"]
     fig, axes = plt.subplots(1, len(freqs), figsize=(3 * len(freqs), 3), dpi=90, squeeze=False)
-    for ax, (name, f) in zip(axes[0], freqs.items()):
+    for ax, (name, f) in zip(axes[0], freqs.items(), strict=False):
         im = ax.imshow(torch.tensor(f).reshape(rows, cols), vmin=0, vmax=1, cmap="viridis")
         for i, v in enumerate(f):
             ax.text(i % cols, i // cols, f"{v:.2f}", ha="center", va="center", color="w", fontsize=8)

@@ -61,7 +61,7 @@ class Context:
 
 
 def _cosine(optimizer: torch.optim.Optimizer, base: list[float], progress: float) -> None:
-    for group, lr in zip(optimizer.param_groups, base):
+    for group, lr in zip(optimizer.param_groups, base, strict=False):
         group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
