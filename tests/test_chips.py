@@ -281,15 +281,15 @@ def test_building_into_a_full_folder_needs_overwrite(built):
 def test_sample_lr_tile_is_a_4x_area_average_of_the_test_strip(tmp_path):
     path = s2.write_sample_lr_tile(tmp_path / "lr.tif")
     with rasterio.open(path) as ds:
-        assert (ds.count, ds.width, ds.height, ds.dtypes[0]) == (4, 64, 64, "uint16")
+        assert (ds.count, ds.width, ds.height, ds.dtypes[0]) == (4, 8, 8, "uint16")
         assert ds.res == (40.0, 40.0) and ds.crs.to_epsg() == 32618
         assert ds.descriptions == s2.BANDS
         row, col = s2.SAMPLE_ORIGIN
         assert (ds.transform.c, ds.transform.f) == (ORIGIN[0] + 10 * col, ORIGIN[1] - 10 * row)
         lr = ds.read().astype(float)
     with rasterio.open(s2.band_paths()[3]) as nir:  # B08
-        hr = nir.read(1, window=((row, row + 256), (col, col + 256))).astype(float)
-    expected = hr.reshape(64, 4, 64, 4).mean(axis=(1, 3))
+        hr = nir.read(1, window=((row, row + 32), (col, col + 32))).astype(float)
+    expected = hr.reshape(8, 4, 8, 4).mean(axis=(1, 3))
     assert np.abs(lr[3] - expected).max() <= 0.5  # rounded back to uint16
 
 

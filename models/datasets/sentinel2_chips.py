@@ -77,9 +77,9 @@ SPLIT_ORDER = ("test", "val", "train")  # strips from the top of the scene
 DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 NODATA = 0
 
-SAMPLE_HR_SIZE = 256
+SAMPLE_HR_SIZE = 32  # one tile of the default model: 8 x 8 LR px at 40 m
 SAMPLE_FACTOR = 4
-SAMPLE_ORIGIN = (16, 1088)  # (row, col): farmland, forest, marsh and lagoon in the test strip
+SAMPLE_ORIGIN = (224, 832)  # (row, col) in the test strip; an uncertain mosaic tile where the demo model buys patches
 
 
 def scene_dir() -> Path:
@@ -280,7 +280,7 @@ def write_sample_lr_tile(
 ) -> Path:
     """Write a ``size`` px HR window of the test strip, area-averaged ``factor``x, as uint16 GeoTIFF.
 
-    Defaults: 256 x 256 px at 10 m -> 64 x 64 px at 40 m, bands B02, B03, B04, B08.
+    Defaults: 32 x 32 px at 10 m -> 8 x 8 px at 40 m (one default-model tile), bands B02, B03, B04, B08.
     """
     if size % factor:
         raise InvalidDatasetError(f"size {size} does not divide by factor {factor}")
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this part of the scene (pixels); default the whole scene",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace chips already in --out")
-    parser.add_argument("--sample-lr-tile", type=Path, help="also write the 64x64 px 40 m sample tile here")
+    parser.add_argument("--sample-lr-tile", type=Path, help="also write the 8x8 px 40 m sample tile (one default-model tile) here")
     return parser
 
 
