@@ -63,9 +63,9 @@ def render_preview(
 
     h, w = rgb.shape[:2]
     dpi = 100
-    fig = Figure(figsize=(size_px / dpi, size_px / dpi * 1.08), dpi=dpi)
+    fig = Figure(figsize=(size_px / dpi, size_px / dpi * 1.12), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.02, 0.02, 0.96, 0.88))
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.86))
     ax.imshow(rgb, interpolation="nearest", extent=(0, w, h, 0))
     ph, pw = h / rows, w / cols
     chosen = set(selected)
@@ -99,7 +99,7 @@ def render_preview(
     ax.set_ylim(h, 0)
     ax.set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=10, y=0.975)
+        fig.suptitle(title, fontsize=9, y=0.985, va="top")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

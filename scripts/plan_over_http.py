@@ -55,16 +55,21 @@ def main() -> int:
         args.preview.parent.mkdir(parents=True, exist_ok=True)
         args.preview.write_bytes(preview.content)
 
-    purchase, lr = plan["purchase"], plan["lr_prediction"]
-    print(
-        f"\nplan {plan['id']} for {plan['tile']['filename']} ({plan['tile']['area_km2']} km², model {plan['model']}):"
-        f"\n  recommendation: {purchase['recommendation']} — {purchase['reason']}"
-        f"\n  buy patches {purchase['patch_ids']} for {purchase['price']:.2f} {purchase['currency']} "
-        f"(whole tile: {purchase['whole_tile']['price']:.2f} {purchase['currency']})"
-        f"\n  LR-only prediction: {lr['class']} ({lr['confidence']:.0%})"
-        f"\n  preview: {args.preview}   again: GET {args.url}/v1/plans/{plan['id']}",
-        file=sys.stderr,
-    )
+    purchase, lr, cur = plan["purchase"], plan["lr_prediction"], plan["purchase"]["currency"]
+    if purchase["recommendation"] == "whole_tile":
+        order = "the whole tile"
+    else:
+        order = f"patches {purchase['patch_ids']}" if purchase["patch_ids"] else "nothing"
+    lines = [
+        f"plan {plan['id']} for {plan['tile']['filename']} ({plan['tile']['area_km2']} km², model {plan['model']} = {plan.get('model_version')}):",
+        f"  recommendation: {purchase['recommendation']} — {purchase['reason']}",
+        f"  policy's patches: {sorted(purchase['selected_patches'])}; order {order} for {purchase['price']:.2f} {cur}"
+        f" (whole tile: {purchase['whole_tile']['price']:.2f} {cur})",
+        f"  LR-only prediction: {lr['class']} ({lr['confidence']:.0%})",
+        *(f"  warning: {w}" for w in plan.get("warnings", [])),
+        f"  preview: {args.preview}   again: GET {args.url}/v1/plans/{plan['id']} (while the API runs)",
+    ]
+    print("\n" + "\n".join(lines), file=sys.stderr)
     return 0
 
 

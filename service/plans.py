@@ -161,10 +161,10 @@ class PlanService:
         cost = f"{purchase['price']:.2f} {purchase['currency']}"
         action = {
             "patches": f"buy {len(purchase['patch_ids'])} patches for {cost}",
-            "whole_tile": f"buy the whole tile for {cost} (cheaper than the patches)",
+            "whole_tile": f"buy the whole tile for {cost}: no dearer than the selected patches",
             "none": "buy nothing",
         }[purchase["recommendation"]]
-        title = f"{plan['tile']['filename']}: {action}"
+        title = f"{plan['tile']['filename']} ({plan['model']})\n{action}"
         return render_preview(
             rgb,
             plan["grid"]["rows"],

@@ -121,7 +121,8 @@ class PlanPublic(_Out):
     id: str
     created: str
     job_id: str
-    model: str
+    model: str = Field(description="Model id (GET /v1/models).")
+    model_version: str | None = Field(default=None, description="The bundle's own model_id (metadata).")
     tile: TilePublic
     grid: GridPublic
     budget: BudgetPublic

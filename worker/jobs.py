@@ -92,6 +92,7 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
     plan_doc = {
         "id": req.plan_id,
         "model": model_id,
+        "model_version": bundle.metadata.get("model_id"),
         "tile": {
             "filename": req.filename,
             "crs_code": crs_code(crs),

@@ -50,7 +50,7 @@ def test_a_plan_names_patches_footprints_prices_and_the_lr_class(plan, bundle_me
     assert plan["tile"]["area_km2"] == pytest.approx(6.5536)
     assert plan["lr_prediction"]["class"] in bundle_meta["class_names"]
     assert sum(plan["lr_prediction"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
-    assert plan["model"] == "default"
+    assert plan["model"] == "default" and plan["model_version"] == bundle_meta["model_id"]
 
 
 def test_a_plan_is_stored_and_served_again(client, plan):
