@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from models.cli import build_parser, serve_command, worker_command
