@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import register_error_handlers
 from service.executor import make_executor
 from service.plans import PlanService
 from service.routes import health, jobs, models, plans
+from service.security import authenticate
 from service.settings import Settings, get_settings
 from service.store import RedisStore, SQLiteStore, Store
 from service.uploads import UploadLimitMiddleware
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Which high-resolution patches of a Sentinel-2 tile are worth buying, what they cost, "
         "and the scene class from the LR tile plus the purchased HR patches.",
         lifespan=lifespan,
+        dependencies=[Depends(authenticate)],  # every route needs a key once keys are configured
     )
     app.state.settings = settings
     app.state.plans = PlanService(settings, store, executor)

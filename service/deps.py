@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.plans import PlanService
+from service.security import Tenant, authenticate
 from service.settings import Settings
 
 
@@ -20,3 +21,4 @@ def get_app_settings(request: Request) -> Settings:
 
 PlanServiceDep = Annotated[PlanService, Depends(get_plan_service)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+TenantDep = Annotated[Tenant, Depends(authenticate)]  # see service.security: stamp and owned

@@ -44,6 +44,40 @@ class JobFailedError(PatchDropError, RuntimeError):
     code = "job_failed"
 
 
+class SourceNotAllowedError(PatchDropError, PermissionError):
+    """A raster reference outside the data root or the allowed URL prefixes."""
+
+    code = "source_not_allowed"
+
+
+class SourceNotFoundError(PatchDropError, FileNotFoundError):
+    code = "source_not_found"
+
+
+class EstimateNotReadyError(PatchDropError, RuntimeError):
+    code = "estimate_not_ready"
+
+
+class UnauthorizedError(PatchDropError, PermissionError):
+    code = "unauthorized"
+
+
+class ReferenceNotAllowedError(PatchDropError, ValueError):
+    code = "reference_not_allowed"
+
+
+class StoreUnavailableError(PatchDropError, ConnectionError):
+    code = "store_unavailable"
+
+
+class BodyTimeoutError(PatchDropError, TimeoutError):
+    code = "body_timeout"
+
+
+class RequestTimeoutError(PatchDropError, TimeoutError):
+    code = "request_timeout"
+
+
 STATUS_BY_CODE: dict[str, int] = {
     # the request itself
     "invalid_request": 422,
@@ -51,6 +85,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "upload_too_large": 413,
     "invalid_budget": 422,
     "unknown_model": 422,
+    "unauthorized": 401,
+    "reference_not_allowed": 422,
+    "body_timeout": 408,
     # the uploaded rasters
     "invalid_raster": 422,
     "wrong_band_count": 422,
@@ -59,6 +96,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "tile_too_large": 413,
     "hr_not_covering": 422,
     "invalid_grid": 422,
+    "invalid_region": 422,
+    "source_not_allowed": 403,
+    "source_not_found": 404,
+    "estimate_not_ready": 409,
     # resources
     "plan_not_found": 404,
     "job_not_found": 404,
@@ -67,6 +108,8 @@ STATUS_BY_CODE: dict[str, int] = {
     # the server's side
     "invalid_checkpoint": 503,
     "broker_unavailable": 503,
+    "store_unavailable": 503,
+    "request_timeout": 503,
     "invalid_pricing": 500,
     "job_failed": 500,
     "internal_error": 500,

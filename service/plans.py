@@ -14,8 +14,15 @@ from typing import Any
 
 from models.errors import PatchDropError
 from models.preview import render_preview
-from service.errors import BrokerUnavailableError, JobFailedError, MissingUploadError
+from service.errors import (
+    BrokerUnavailableError,
+    JobFailedError,
+    JobNotFoundError,
+    MissingUploadError,
+    PlanNotFoundError,
+)
 from service.executor import Executor, JobPending
+from service.security import owned
 from service.settings import Settings
 from service.store import Store
 from worker.payloads import ClassifyPayload, FilePayload, PlanPayload, b64encode, decode_array
@@ -45,10 +52,11 @@ class PlanService:
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def _new_job(self, kind: str, plan_id: str) -> dict[str, Any]:
+    def _new_job(self, kind: str, plan_id: str, tenant: str) -> dict[str, Any]:
         # Stored when it ends or outlives its request: until then no client knows its id.
         return {
             "id": uuid.uuid4().hex,
+            "tenant": tenant,
             "kind": kind,
             "state": "queued",
             "plan_id": plan_id,
@@ -73,7 +81,7 @@ class PlanService:
     def _succeed(self, job: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
         job.update(state="succeeded", finished=_now())
         if job["kind"] == "plan":
-            plan = {**value["plan"], "created": job["created"], "job_id": job["id"]}
+            plan = {**value["plan"], "created": job["created"], "job_id": job["id"], "tenant": job["tenant"]}
             self.store.put_plan(plan, value["artifacts"], job)
             return plan
         job["result"] = {**value, "job_id": job["id"]}
@@ -88,9 +96,9 @@ class PlanService:
         job.update(state="failed", finished=_now(), error=error)
         self.store.put_job(job)
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        """The job record; an unfinished one is first brought up to date from the executor."""
-        job = self.store.get_job(job_id)
+    def get_job(self, job_id: str, *, tenant: str) -> dict[str, Any]:
+        """The tenant's job record; an unfinished one is first brought up to date from the executor."""
+        job = owned(self.store.get_job(job_id), tenant, JobNotFoundError, "job")
         if job["state"] in ("queued", "running"):
             state, value = self.executor.poll(job_id)
             if state == "succeeded":
@@ -111,6 +119,8 @@ class PlanService:
         max_patches: int | None = None,
         max_price: float | None = None,
         model: str | None = None,
+        *,
+        tenant: str,
     ) -> Outcome:
         if not tile:
             raise MissingUploadError("the uploaded tile is empty (0 bytes)")
@@ -127,13 +137,13 @@ class PlanService:
             max_tile_pixels=s.max_tile_pixels,
             thumbnail_px=s.thumbnail_px,
         )
-        return self._run(self._new_job("plan", plan_id), payload.model_dump())
+        return self._run(self._new_job("plan", plan_id, tenant), payload.model_dump())
 
-    def get_plan(self, plan_id: str) -> dict[str, Any]:
-        return self.store.get_plan(plan_id)
+    def get_plan(self, plan_id: str, *, tenant: str) -> dict[str, Any]:
+        return owned(self.store.get_plan(plan_id), tenant, PlanNotFoundError, "plan")
 
-    def classify(self, plan_id: str, files: list[tuple[str, bytes]]) -> Outcome:
-        plan = self.store.get_plan(plan_id)
+    def classify(self, plan_id: str, files: list[tuple[str, bytes]], *, tenant: str) -> Outcome:
+        plan = self.get_plan(plan_id, tenant=tenant)
         artifacts = self.store.get_artifacts(plan_id)
         empty = [name for name, data in files if not data]
         if empty:
@@ -151,10 +161,10 @@ class PlanService:
             min_patch_coverage=self.settings.min_patch_coverage,
             max_tile_pixels=self.settings.max_tile_pixels,
         )
-        return self._run(self._new_job("classify", plan_id), payload.model_dump())
+        return self._run(self._new_job("classify", plan_id, tenant), payload.model_dump())
 
-    def preview_png(self, plan_id: str) -> bytes:
-        plan = self.store.get_plan(plan_id)
+    def preview_png(self, plan_id: str, *, tenant: str) -> bytes:
+        plan = self.get_plan(plan_id, tenant=tenant)
         artifacts = self.store.get_artifacts(plan_id)
         rgb = decode_array(artifacts["thumbnail"])
         purchase = plan["purchase"]

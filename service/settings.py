@@ -7,7 +7,9 @@ Built by ``get_settings()`` when the app is created, never at import time.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -16,6 +18,8 @@ from worker.payloads import PricingPayload
 from worker.settings import WorkerSettings
 
 MiB = 1024 * 1024
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class PricingSettings(BaseModel):
@@ -69,12 +73,54 @@ class Settings(WorkerSettings):
     )
     thumbnail_px: int = Field(default=256, ge=16, le=2048, description="Longest side of stored previews.")
     preload_models: bool = Field(default=True, description="Embedded mode: load the models when the app starts.")
+    data_root: Path | None = Field(
+        default=None,
+        description="Folder whose rasters region estimates may name by path (relative to it); unset: none.",
+    )
+    source_url_prefixes: list[str] = Field(
+        default_factory=list,
+        description="http(s):// or s3:// prefixes of COGs region estimates may name, as JSON; empty: no URLs.",
+    )
+    upload_dir: Path = Field(
+        default=Path("data/uploads"),
+        description="Where rasters uploaded for region estimates are kept (Celery workers must see this path).",
+    )
+    estimate_chunk_tiles: int = Field(
+        default=4096, ge=1, description="Tiles per region-estimate chunk (one Celery task each)."
+    )
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="production refuses to start without API keys (docker-compose.yml runs in production).",
+    )
+    api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='Tenants and the SHA-256 of their API key, as JSON: {"acme": "sha256:<64 hex>"} '
+        "(python -m service.security new-key acme). Empty: no keys, every request is the tenant 'public'.",
+    )
+    request_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest a request may take, body upload included (slow clients get 408, slow answers 503).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
         self.pricing.profile()  # refuse an invalid price list at start-up, not on the first request
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not among models {sorted(self.models)}")
+        for tenant, key_hash in self.api_keys.items():
+            if not _TENANT.match(tenant) or tenant == "public":
+                raise ValueError(f"api_keys: tenant id {tenant!r} must match {_TENANT.pattern} and not be 'public'")
+            if not _KEY_HASH.match(key_hash):
+                # Refuses plaintext keys in the configuration: only their hashes belong there.
+                raise ValueError(f"api_keys[{tenant!r}] must be 'sha256:<64 hex digits>', not the key itself")
+        if self.environment == "production" and not self.api_keys:
+            raise ValueError("production needs API keys: set PATCHDROP_API_KEYS (python -m service.security new-key)")
+        if self.request_timeout_s <= self.job_wait_s:
+            raise ValueError(
+                f"request_timeout_s ({self.request_timeout_s:g}) must exceed job_wait_s ({self.job_wait_s:g}), "
+                "or requests time out before they can answer 202"
+            )
         return self
 
     @property

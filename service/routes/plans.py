@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from service.deps import PlanServiceDep
+from service.deps import PlanServiceDep, TenantDep
 from service.schemas import ClassificationPublic, ErrorBody, JobPublic, PlanPublic
 from service.stac import MEDIA_TYPE, plan_item
 
@@ -62,6 +62,7 @@ def _pending(job: dict[str, Any]) -> JSONResponse:
 def create_plan(
     request: Request,
     service: PlanServiceDep,
+    tenant: TenantDep,
     tile: Annotated[UploadFile, File(description="LR GeoTIFF tile (e.g. Sentinel-2 B02, B03, B04, B08).")],
     max_patches: Annotated[int | None, Form(ge=0, description="Buy at most this many patches.")] = None,
     max_price: Annotated[float | None, Form(ge=0, description="Spend at most this much on the order.")] = None,
@@ -69,7 +70,9 @@ def create_plan(
     format: Format = "json",
 ) -> Response:
     """Plan the HR purchase for an LR tile: which patches, as which order polygons, at what price."""
-    outcome = service.create_plan(tile.file.read(), tile.filename or "tile.tif", max_patches, max_price, model)
+    outcome = service.create_plan(
+        tile.file.read(), tile.filename or "tile.tif", max_patches, max_price, model, tenant=tenant.id
+    )
     if outcome.pending:
         return _pending(outcome.job)
     response = _plan_body(outcome.value, format, request, 201)  # type: ignore[arg-type]
@@ -78,8 +81,10 @@ def create_plan(
 
 
 @router.get("/plans/{plan_id}", response_model=PlanPublic, responses=ERRORS)
-def get_plan(plan_id: str, request: Request, service: PlanServiceDep, format: Format = "json") -> Response:
-    return _plan_body(service.get_plan(plan_id), format, request, 200)
+def get_plan(
+    plan_id: str, request: Request, service: PlanServiceDep, tenant: TenantDep, format: Format = "json"
+) -> Response:
+    return _plan_body(service.get_plan(plan_id, tenant=tenant.id), format, request, 200)
 
 
 @router.get(
@@ -87,9 +92,9 @@ def get_plan(plan_id: str, request: Request, service: PlanServiceDep, format: Fo
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorBody}},
 )
-def get_preview(plan_id: str, service: PlanServiceDep) -> Response:
+def get_preview(plan_id: str, service: PlanServiceDep, tenant: TenantDep) -> Response:
     """The LR tile in true colour, the patch grid with probabilities, the patches to buy outlined."""
-    return Response(service.preview_png(plan_id), media_type="image/png")
+    return Response(service.preview_png(plan_id, tenant=tenant.id), media_type="image/png")
 
 
 @router.post(
@@ -100,6 +105,7 @@ def get_preview(plan_id: str, service: PlanServiceDep) -> Response:
 def classify_plan(
     plan_id: str,
     service: PlanServiceDep,
+    tenant: TenantDep,
     files: Annotated[
         list[UploadFile] | None,
         File(description="The HR GeoTIFF(s) bought: one covering the tile or one per patch; any CRS."),
@@ -107,7 +113,7 @@ def classify_plan(
 ) -> Response:
     """Classify the scene from the plan's LR tile and the HR imagery of the purchased patches."""
     uploads = [(f.filename or f"file_{i}.tif", f.file.read()) for i, f in enumerate(files or [])]
-    outcome = service.classify(plan_id, uploads)
+    outcome = service.classify(plan_id, uploads, tenant=tenant.id)
     if outcome.pending:
         return _pending(outcome.job)
     body = ClassificationPublic.model_validate(outcome.value)
