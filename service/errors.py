@@ -62,10 +62,6 @@ class UnauthorizedError(PatchDropError, PermissionError):
     code = "unauthorized"
 
 
-class ReferenceNotAllowedError(PatchDropError, ValueError):
-    code = "reference_not_allowed"
-
-
 class StoreUnavailableError(PatchDropError, ConnectionError):
     code = "store_unavailable"
 
@@ -86,7 +82,6 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_budget": 422,
     "unknown_model": 422,
     "unauthorized": 401,
-    "reference_not_allowed": 422,
     "body_timeout": 408,
     # the uploaded rasters
     "invalid_raster": 422,

@@ -1,4 +1,4 @@
-"""Tenants, API keys, record ownership and the allow-list for data references.
+"""Tenants, API keys and record ownership.
 
 API keys
     ``Settings.api_keys`` maps a tenant id to the SHA-256 of its key
@@ -18,11 +18,6 @@ Ownership, the same for every kind of record (plans, jobs, estimates, ...)
        another tenant's record raises exactly the not-found error a missing id
        raises (404, same message), so ids reveal nothing across tenants.
     Records stored before tenants existed belong to ``public``.
-
-References
-    ``check_reference(ref, allowed)`` accepts a path or URL only under one of the
-    operator's allowed prefixes: no ``..``, no ``file://``, no loopback, private or
-    link-local hosts (whatever the allow-list says), no other scheme.
 """
 
 from __future__ import annotations
@@ -30,20 +25,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import ipaddress
-import posixpath
 import secrets
-import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import Request
 
 from models.errors import PatchDropError
-from service.errors import ReferenceNotAllowedError, UnauthorizedError
+from service.errors import UnauthorizedError
 
 PUBLIC = "public"
 TENANT_FIELD = "tenant"
@@ -134,52 +125,6 @@ def owned(record: dict[str, Any], tenant: Tenant | str, not_found: type[PatchDro
     if owner(record) != _tenant_id(tenant):
         raise not_found(f"no {what} with id {record.get('id')!r}")
     return record
-
-
-# --- references (paths and URLs a request may name) --------------------------------------------
-
-
-def _host_is_internal(host: str) -> bool:
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        return True  # an unresolvable host is refused rather than fetched later
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_unspecified:
-            return True
-    return False
-
-
-def check_reference(ref: str, allowed: Sequence[str], *, resolve_hosts: bool = True) -> str:
-    """``ref`` normalised, if it lies under one of the ``allowed`` prefixes; else ``ReferenceNotAllowedError``.
-
-    Prefixes are absolute directories (``/data/scenes/``) or ``https://`` URL prefixes.
-    Hosts of URLs must resolve to public addresses, so a DNS name cannot point the
-    service at its own network.
-    """
-    if not ref or "\x00" in ref or "\\" in ref:
-        raise ReferenceNotAllowedError(f"reference {ref!r} is not a plain path or URL")
-    parts = urlsplit(ref)
-    if parts.scheme in ("", "/"):
-        if not ref.startswith("/"):
-            raise ReferenceNotAllowedError(f"reference {ref!r} must be an absolute path under an allowed folder")
-        if ".." in ref.split("/"):
-            raise ReferenceNotAllowedError(f"reference {ref!r} contains '..'")
-        path = posixpath.normpath(ref)
-        for prefix in allowed:
-            if prefix.startswith("/") and (path + "/").startswith(prefix.rstrip("/") + "/"):
-                return path
-        raise ReferenceNotAllowedError(f"{path} is outside the allowed folders")
-    if parts.scheme != "https":
-        raise ReferenceNotAllowedError(f"scheme {parts.scheme!r} is not allowed; use https:// or an allowed folder")
-    if ".." in parts.path.split("/") or parts.username or parts.password:
-        raise ReferenceNotAllowedError(f"reference {ref!r} contains '..' or credentials")
-    if not any(p.startswith("https://") and ref.startswith(p) for p in allowed):
-        raise ReferenceNotAllowedError(f"{parts.scheme}://{parts.hostname} is not an allowed source")
-    if resolve_hosts and _host_is_internal(parts.hostname or ""):
-        raise ReferenceNotAllowedError(f"{parts.hostname} resolves to an internal address")
-    return ref
 
 
 def main(argv: list[str] | None = None) -> int:
