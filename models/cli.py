@@ -61,6 +61,57 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate(args: argparse.Namespace) -> int:
+    """A region cost estimate in this process, with a progress bar; the API's result files."""
+    from tqdm import tqdm
+
+    from models.checkpoint import load_bundle
+    from models.inference import policy_probabilities
+    from models.policy import fixed_order
+    from models.pricing import ARCHIVE_PRICE_LIST, PricingProfile
+    from models.raster import SceneReader
+    from models.region import feature_collection_chunks, iter_chunks, make_spec, parse_region, summarize
+
+    pricing = ARCHIVE_PRICE_LIST
+    if args.pricing:
+        pricing = PricingProfile(**{**ARCHIVE_PRICE_LIST.to_dict(), **json.loads(args.pricing)})
+    bundle = load_bundle(args.checkpoint)
+    region, region_crs = parse_region(Path(args.region).read_text(), args.region_crs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with SceneReader(args.scene, bundle.bands, name=str(args.scene)) as reader:
+        info = reader.info
+        spec = make_spec(
+            str(args.scene), info.crs, info.transform, info.width, info.height, info.block, info.band_indexes,
+            region, region_crs, bands=bundle.bands, lr_size=bundle.lr_size,
+            grid=(bundle.grid.rows, bundle.grid.cols), lr_pixel_size=bundle.metadata.get("lr_pixel_size"),
+            tile_size_m=args.tile_size_m, chunk_tiles=args.chunk_tiles, max_patches=args.max_patches,
+            cloud_threshold=args.cloud_threshold,
+        )  # fmt: skip
+        chunks = []
+        order = fixed_order("fixed-h", bundle.grid)
+        with tqdm(total=spec.n_tiles, unit="tile", desc="estimate", disable=args.quiet) as bar:
+            for chunk in iter_chunks(
+                reader, spec, range(spec.n_chunks), lambda lr: policy_probabilities(bundle, lr), order
+            ):
+                chunks.append(chunk)  # a few bytes per tile: a whole scene's chunks fit easily
+                bar.update(chunk["tiles"])
+    result = summarize(spec, chunks, pricing)
+    (out / "order.geojson").write_text(json.dumps(result.pop("order_geojson")))
+    (out / "estimate.json").write_text(json.dumps(result, indent=2))
+    with (out / "tiles.geojson").open("w") as f:
+        for piece in feature_collection_chunks(spec, chunks):
+            f.write(piece)
+    pd, full = result["patchdrop"], result["full"]
+    print(
+        f"{result['tiles']['planned']} tiles planned, {sum(result['tiles']['skipped'].values())} skipped; "
+        f"PatchDrop {pd['area_km2']:.2f} km2 for {pd['price']:.2f} {pd['currency']}, "
+        f"full HR {full['area_km2']:.2f} km2 for {full['price']:.2f} (saving {result['saving_pct']} %); "
+        f"files in {out}"
+    )
+    return 0
+
+
 def serve_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     """The uvicorn command line and environment for ``patchdrop serve`` (models imports no web code)."""
     env = dict(os.environ)
@@ -106,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--pricing", default=None, help="JSON overriding the default price list, e.g. '{\"price_per_km2\": 25}'"
     )
     plan.set_defaults(func=_plan)
+
+    est = sub.add_parser("estimate", help="price HR coverage of a region with and without PatchDrop's plans")
+    est.add_argument("region", type=Path, help="GeoJSON Polygon/MultiPolygon (Feature or FeatureCollection)")
+    est.add_argument("scene", help="LR raster (GeoTIFF or COG path/URL rasterio opens)")
+    est.add_argument("--region-crs", default=None, help="CRS of the region (default WGS84)")
+    est.add_argument("--out", type=Path, default=Path("estimate"), help="folder for estimate.json, order/tiles.geojson")
+    est.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    est.add_argument("--tile-size-m", type=float, default=None, help="tile side (default: the model's)")
+    est.add_argument("--max-patches", type=int, default=None, help="per-tile budget")
+    est.add_argument("--cloud-threshold", type=float, default=None, help="skip tiles mostly at or above this B02")
+    est.add_argument("--chunk-tiles", type=int, default=4096, help="tiles per chunk")
+    est.add_argument("--pricing", default=None, help="JSON overriding the default price list")
+    est.add_argument("--quiet", action="store_true", help="no progress bar")
+    est.set_defaults(func=_estimate)
 
     serve = sub.add_parser("serve", help="run the HTTP API (embedded unless REDIS_URL is set)")
     serve.add_argument("--host", default="127.0.0.1")

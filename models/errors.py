@@ -63,3 +63,9 @@ class PricingError(PatchDropError, ValueError):
 
 class InvalidDatasetError(PatchDropError, ValueError):
     code = "invalid_dataset"
+
+
+class RegionError(PatchDropError, ValueError):
+    """A region that is not a usable polygon, or that does not overlap the raster."""
+
+    code = "invalid_region"

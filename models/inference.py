@@ -138,3 +138,22 @@ def classify(
 def topk_ids(probs: list[float], k: int) -> list[int]:
     actions = topk_actions(torch.tensor([probs]), k)[0]
     return [int(i) for i in torch.nonzero(actions).flatten()]
+
+
+@torch.inference_mode()
+def policy_probabilities(bundle: ModelBundle, lr: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """(N, P) patch probabilities for N LR tiles of raw band values: the batch path of region estimates.
+
+    No LR classifier and no per-tile Python objects, so a scene of ~10^5 tiles costs
+    only the policy's forward passes.
+    """
+    n = len(lr)
+    out = np.empty((n, bundle.grid.num_patches), np.float32)
+    if n == 0:
+        return out
+    _check_batch(bundle, lr[:1], bundle.lr_size, "LR tile")
+    device = _device(bundle)
+    for start in range(0, n, batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(lr[start : start + batch_size], dtype=np.float32)).to(device)
+        out[start : start + len(x)] = torch.sigmoid(bundle.policy(bundle.normalise(x))).cpu().numpy()
+    return out

@@ -452,3 +452,96 @@ def pixel_size(source: str | Path) -> tuple[float, float]:
             return float(ds.res[0]), float(ds.res[1])
     except RasterioError as exc:
         raise InvalidRasterError(f"{source}: not a readable GeoTIFF: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """Georeferencing of a (possibly huge) scene, read from its header only."""
+
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    width: int
+    height: int
+    block: tuple[int, int]  # (height, width) of the first band's internal blocks
+    band_indexes: tuple[int, ...]  # 1-based, in the model's band order
+
+
+class SceneReader:
+    """Windowed, decimated reads of a large scene: a context manager owning the dataset handle.
+
+    Region estimates read a scene chunk by chunk at the policy's input resolution
+    (``out_shape`` + average resampling, so GDAL uses overviews where the file has
+    them); the whole scene is never in memory. GDAL's block cache is capped
+    (``cache_mb``) because its default, 5 % of RAM, would hold most of a
+    Sentinel-2 scene and dominate peak memory.
+    """
+
+    def __init__(self, source: str | Path, band_names: Sequence[str], name: str | None = None, cache_mb: int = 256):
+        self.source = str(source)
+        self.band_names = list(band_names)
+        self.name = name or self.source
+        self._stack = ExitStack()
+        self.cache_mb = cache_mb
+        self.info: SceneInfo | None = None
+        self._ds: DatasetReader | None = None
+
+    def __enter__(self) -> SceneReader:
+        try:
+            self._stack.enter_context(rasterio.Env(GDAL_CACHEMAX=self.cache_mb))
+            ds = self._stack.enter_context(rasterio.open(self.source))
+            check_georeferenced(ds, self.name)
+            indexes = match_bands(ds.descriptions, self.band_names, self.name)
+            t = ds.transform
+            self.info = SceneInfo(
+                ds.crs.to_string(),
+                (t.a, t.b, t.c, t.d, t.e, t.f),
+                ds.width,
+                ds.height,
+                tuple(ds.block_shapes[0]),  # type: ignore[arg-type]
+                tuple(indexes),
+            )
+            self._ds = ds
+        except RasterioError as exc:
+            self._stack.close()
+            raise InvalidRasterError(f"{self.name} cannot be opened: {_gdal_message(exc, self.name)}") from exc
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        self._ds = None
+
+    def read(self, window: PixelWindow, out_hw: tuple[int, int]) -> np.ma.MaskedArray:
+        """(bands, h, w) float32 of a native-pixel window, area-averaged to ``out_hw``; masked where nodata."""
+        if self._ds is None or self.info is None:
+            raise RuntimeError("SceneReader is not open: use it as a context manager")
+        row, col, height, width = window
+        try:
+            data = self._ds.read(
+                list(self.info.band_indexes),
+                window=Window(col, row, width, height),
+                out_shape=(len(self.info.band_indexes), *out_hw),
+                resampling=Resampling.average,
+                masked=True,
+            )
+        except RasterioError as exc:
+            raise InvalidRasterError(f"{self.name}: reading {window} failed: {_gdal_message(exc, self.name)}") from exc
+        return data.astype(np.float32)
+
+
+def mask_polygons(mask: np.ndarray, transform: Sequence[float]) -> list:
+    """Polygons (shapely, in the transform's CRS) of the True cells of a 2-D mask, 4-connected.
+
+    Polygonizing a grid mask is linear in its cells; unioning the same cells as boxes
+    with shapely is far slower for the ~10^6 patches of a Sentinel-2 scene.
+    """
+    from rasterio import features
+    from shapely.geometry import shape
+
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    if not m.any():
+        return []
+    found = features.shapes(m, mask=m.astype(bool), transform=Affine(*transform[:6]), connectivity=4)
+    return [shape(geom) for geom, _ in found]

@@ -16,10 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from service.errors import register_error_handlers
 from service.executor import make_executor
 from service.plans import PlanService
-from service.routes import health, jobs, models, plans
+from service.routes import estimates, health, jobs, models, plans
 from service.security import authenticate
 from service.settings import Settings, get_settings
 from service.store import RedisStore, SQLiteStore, Store
+from service.timeouts import RequestTimeoutMiddleware
 from service.uploads import UploadLimitMiddleware
 
 
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.plans = PlanService(settings, store, executor)
     register_error_handlers(app)
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s)  # outermost
+    estimates.install(app, settings)  # before the jobs router: it serves estimate job ids
     for module in (health, models, plans, jobs):
         app.include_router(module.router)
     return app

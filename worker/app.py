@@ -19,6 +19,8 @@ TASK_NAMES = {
     "plan_batch": "patchdrop.plan_batch",
     "classify": "patchdrop.classify",
     "models": "patchdrop.models",
+    "estimate_start": "patchdrop.estimate_start",
+    "estimate_chunk": "patchdrop.estimate_chunk",
 }
 
 
@@ -39,7 +41,13 @@ def create_celery(settings: WorkerSettings) -> Celery:
         worker_prefetch_multiplier=1,
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={
+            # A task not acknowledged within this time (its worker died) goes to another worker;
+            # estimate chunks are idempotent, so an early redelivery only costs a rerun.
+            "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": min(10.0, max(1.0, settings.visibility_timeout_s / 2)),
+            "unacked_restore_throttle": 1,
+        },
         worker_proc_alive_timeout=60,  # model loading can be slow
         worker_hijack_root_logger=False,
     )

@@ -38,3 +38,8 @@ class WorkerSettings(BaseSettings):
         default=None, ge=1, description="torch intra-op threads per process (unset: torch's default, one per core)."
     )
     queue: str = Field(default="patchdrop", description="Celery queue the API sends to and the worker consumes.")
+    visibility_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds before Redis hands an unacknowledged task (its worker died) to another worker.",
+    )

@@ -13,7 +13,7 @@ from celery import shared_task
 from celery.signals import worker_init
 
 from models.errors import PatchDropError
-from worker import jobs
+from worker import estimates, jobs
 
 
 @worker_init.connect
@@ -40,3 +40,25 @@ def classify(payload: dict[str, Any]) -> dict[str, Any]:
 @shared_task(name="patchdrop.models", throws=(PatchDropError,))
 def models() -> list[dict[str, Any]]:
     return jobs.describe_models()
+
+
+def _estimate_store(prefix: str) -> estimates.RedisEstimateStore:
+    from worker.settings import WorkerSettings
+
+    return estimates.redis_store(WorkerSettings().redis_url or "", prefix)
+
+
+@shared_task(name="patchdrop.estimate_start", bind=True, throws=(PatchDropError,))
+def estimate_start(self: Any, job_id: str, prefix: str) -> int:
+    """Fix a region estimate's tile grid and send one ``estimate_chunk`` task per chunk still to do."""
+
+    def send(index: int) -> None:
+        self.app.send_task("patchdrop.estimate_chunk", args=[job_id, prefix, index])
+
+    return estimates.dispatch(job_id, _estimate_store(prefix), jobs.process_registry(), send)
+
+
+@shared_task(name="patchdrop.estimate_chunk", throws=(PatchDropError,))
+def estimate_chunk(job_id: str, prefix: str, index: int) -> bool:
+    """One chunk of tiles (skipped if stored already); whoever stores the last chunk merges the job."""
+    return estimates.run_chunks(job_id, [index], _estimate_store(prefix), jobs.process_registry()) is not None
