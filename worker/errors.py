@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from models.errors import PatchDropError
+from models.errors import InvalidRasterError, PatchDropError
 
 
 class UnknownModelError(PatchDropError, LookupError):
     code = "unknown_model"
+
+
+class TileTooSmallError(InvalidRasterError):
+    """A tile with fewer native pixels than the patch grid has patches along a side."""
+
+    code = "tile_too_small"

@@ -22,6 +22,7 @@ from models.inference import decide_patches
 from models.planning import Budget, TileFootprint, check_coverage, plan_purchase, scale_warning
 from models.preview import to_rgb
 from models.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid
+from worker.errors import TileTooSmallError
 from worker.payloads import ClassifyPayload, PlanPayload, b64decode, decode_array, encode_array
 from worker.registry import ModelRegistry
 from worker.settings import WorkerSettings
@@ -67,7 +68,7 @@ def plan_many(payloads: list[dict[str, Any]], registry: ModelRegistry | None = N
 def _read_lr(req: PlanPayload, bundle) -> RasterTile:
     if req.max_patches is not None and req.max_patches > bundle.grid.num_patches:
         raise BudgetError(f"max_patches must lie in 0..{bundle.grid.num_patches}, got {req.max_patches}")
-    return read_tile(
+    tile = read_tile(
         b64decode(req.tile),
         bundle.lr_size,
         band_names=bundle.bands,
@@ -76,6 +77,14 @@ def _read_lr(req: PlanPayload, bundle) -> RasterTile:
         thumbnail_size=req.thumbnail_px,
         name=req.filename,
     )
+    grid = bundle.grid
+    if tile.width < grid.cols or tile.height < grid.rows:
+        # A patch narrower than one native pixel would be invented by upsampling, not observed.
+        raise TileTooSmallError(
+            f"{req.filename} is {tile.width}x{tile.height} px; the {grid.rows}x{grid.cols} patch grid needs "
+            f"at least {grid.cols}x{grid.rows} px (one native pixel per patch)"
+        )
+    return tile
 
 
 def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, decision) -> dict[str, Any]:
