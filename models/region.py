@@ -43,6 +43,7 @@ from models.pricing import PricingProfile, orderable_polygons
 
 STATUSES = ("planned", "outside_region", "outside_raster", "nodata", "empty", "cloud")
 PLANNED, OUTSIDE_REGION, OUTSIDE_RASTER, NODATA, EMPTY, CLOUD = range(len(STATUSES))
+MIN_PATCH_OVERLAP = 0.01  # share of a patch the region must cover for the patch to be bought
 PROB_SCALE = 255  # probabilities are stored as uint8: 0.004 resolution is plenty for a report
 
 
@@ -310,8 +311,10 @@ def geometry_status(spec: RegionSpec, r0: int, r1: int) -> tuple[np.ndarray, np.
     if len(edge):
         pb = _patch_bounds(bounds[edge], spec.grid)  # (E, P, 4)
         patches = shapely.box(pb[..., 0], pb[..., 1], pb[..., 2], pb[..., 3])
-        hit = shapely.intersects(region, patches) & ~shapely.touches(region, patches)
-        eligible[edge] = _bits(hit)
+        # At least 1 % of the patch inside: a region edge on a patch edge, reprojected, leaves
+        # millimetre slivers that must not make a patch buyable.
+        inside = shapely.area(shapely.intersection(region, patches)) / shapely.area(patches)
+        eligible[edge] = _bits(inside >= MIN_PATCH_OVERLAP)
         status[edge[eligible[edge] == 0]] = OUTSIDE_REGION  # only a sliver: no patch overlaps
     return status, eligible
 
@@ -568,7 +571,7 @@ def summarize(spec: RegionSpec, chunks: Iterable[dict[str, Any]], pricing: Prici
         }
         for g in geoms
     ]
-    return {
+    result = {
         "tiles": {
             "grid": counts["planned"] + sum(counts[s] for s in STATUSES[2:]),
             "planned": counts["planned"],
@@ -584,6 +587,7 @@ def summarize(spec: RegionSpec, chunks: Iterable[dict[str, Any]], pricing: Prici
         "pricing": pricing.to_dict(),
         "order_geojson": {"type": "FeatureCollection", "features": features},
     }
+    return json.loads(json.dumps(result))  # plain lists, as the result reads back from any store
 
 
 def tile_features(spec: RegionSpec, chunk: dict[str, Any], ndigits: int = 7) -> Iterator[dict[str, Any]]:
