@@ -74,8 +74,23 @@ def accuracy(ctx: Context, net: nn.Module, split: ImageSet, inputs) -> float:
     return correct / len(split)
 
 
-def train_classifier(ctx: Context, net: nn.Module, name: str, epochs: int, inputs, lr: float) -> dict[str, float]:
-    """Supervised training of one classifier on ``inputs(batch)``; best epoch on validation kept."""
+def train_classifier(
+    ctx: Context,
+    net: nn.Module,
+    name: str,
+    epochs: int,
+    inputs,
+    lr: float,
+    *,
+    batch_size: int | None = None,
+    evaluate=None,
+) -> dict[str, float]:
+    """Supervised training of one classifier on ``inputs(batch)``; best epoch on validation kept.
+
+    ``evaluate`` replaces the default validation (accuracy on ``inputs``) where the
+    validation inputs must differ from the training ones.
+    """
+    batch_size = batch_size or ctx.cfg.cls_batch
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
     base = [lr]
 
@@ -91,10 +106,10 @@ def train_classifier(ctx: Context, net: nn.Module, name: str, epochs: int, input
     return fit(
         name=name,
         epochs=epochs,
-        batches=lambda: ctx.batches(ctx.splits.train, ctx.cfg.cls_batch, train=True),
-        steps_per_epoch=num_batches(ctx.splits.train, ctx.cfg.cls_batch),
+        batches=lambda: ctx.batches(ctx.splits.train, batch_size, train=True),
+        steps_per_epoch=num_batches(ctx.splits.train, batch_size),
         step=step,
-        evaluate=lambda: {"acc": accuracy(ctx, net, ctx.splits.val, inputs)},
+        evaluate=evaluate or (lambda: {"acc": accuracy(ctx, net, ctx.splits.val, inputs)}),
         score_key="acc",
         keep={name: net},
         train_modes=net.train,
@@ -229,28 +244,8 @@ def finetune_baseline(ctx: Context, name: str, mean_patches: float) -> dict[str,
         val_gen.manual_seed(cfg.seed + 2)  # the same validation masks every epoch
         return {"acc": accuracy(ctx, net, ctx.splits.val, val_inputs)}
 
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.finetune_cls_lr, weight_decay=1e-4)
-    base = [cfg.finetune_cls_lr]
-
-    def step(batch: Batch, progress: float) -> dict[str, float]:
-        _cosine(opt, base, progress)
-        logits = net(inputs(batch))
-        loss = F.cross_entropy(logits, batch.labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item(), "acc": (logits.argmax(-1) == batch.labels).float().mean().item()}
-
-    return fit(
-        name=name,
-        epochs=cfg.ft1_epochs,
-        batches=lambda: ctx.batches(ctx.splits.train, cfg.ft_batch, train=True),
-        steps_per_epoch=num_batches(ctx.splits.train, cfg.ft_batch),
-        step=step,
-        evaluate=evaluate,
-        score_key="acc",
-        keep={name: net},
-        train_modes=net.train,
+    return train_classifier(
+        ctx, net, name, cfg.ft1_epochs, inputs, cfg.finetune_cls_lr, batch_size=cfg.ft_batch, evaluate=evaluate
     )
 
 
@@ -265,7 +260,7 @@ def hard_positive_finetune(ctx: Context, policy: nn.Module, use_policy: bool) ->
     policy.eval()
 
     def inputs(batch: Batch) -> torch.Tensor:
-        if not use_policy or not net.training:
+        if not use_policy:
             return batch.hr
         with torch.no_grad():
             probs = torch.sigmoid(policy(batch.lr))
@@ -276,6 +271,7 @@ def hard_positive_finetune(ctx: Context, policy: nn.Module, use_policy: bool) ->
     return train_classifier(
         ctx, net, "hard_positive" if use_policy else "control", cfg.hard_positive_epochs, inputs,
         cfg.finetune_cls_lr,
+        evaluate=lambda: {"acc": accuracy(ctx, net, ctx.splits.val, lambda b: b.hr)},  # full images, as the paper tests
     )
 
 
