@@ -149,7 +149,26 @@ async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal error; the server log has the details")
 
 
+async def _redis_unreachable(_: Request, exc: Exception) -> JSONResponse:
+    # Redis is both the store and the queue in the Celery mode: whichever call met the outage,
+    # the client is told the same thing, and accepted plans and jobs are not lost (Redis persists).
+    log.error("Redis unreachable: %s", exc)
+    err = StoreUnavailableError("the plan store and task queue (Redis) are unreachable; retry in a few seconds")
+    return error_response(status_for(err.code), err.code, err.message)
+
+
+def _register_redis_errors(app: FastAPI) -> None:
+    """Redis and kombu connection errors answer 503 wherever they are raised (imported only here)."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    for cls in (RedisConnectionError, RedisTimeoutError, OperationalError):
+        app.add_exception_handler(cls, _redis_unreachable)
+
+
 def register_error_handlers(app: FastAPI) -> None:
+    _register_redis_errors(app)
     app.add_exception_handler(PatchDropError, _domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

@@ -78,6 +78,12 @@ class CeleryExecutor:
         from worker.app import TASK_NAMES, create_celery
 
         self.app = create_celery(settings)
+        # Fail fast in the API during a Redis outage (503 within about a second) instead of Celery's
+        # default ~20 s of reconnects per request; workers keep the defaults and ride the outage out.
+        fail_fast = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+        self.app.conf.update(
+            task_publish_retry_policy=fail_fast, result_backend_transport_options={"retry_policy": fail_fast}
+        )
         self.task_names = TASK_NAMES
 
     def run(self, kind: str, payload: Any, job_id: str, wait_s: float) -> Any:
@@ -89,6 +95,11 @@ class CeleryExecutor:
             result = self.app.send_task(self.task_names[kind], args=args, task_id=job_id)
         except OperationalError as exc:
             raise BrokerUnavailableError(f"the task queue (Redis) is unreachable: {exc}") from exc
+        except RuntimeError as exc:
+            # Celery's result backend gives up reconnecting with a RuntimeError whose cause is Redis's.
+            if _redis_connection_error(exc.__cause__):
+                raise BrokerUnavailableError("the task queue (Redis) is unreachable; retry in a few seconds") from exc
+            raise
         try:
             value = result.get(timeout=wait_s, propagate=True)
         except CeleryTimeoutError as exc:
@@ -112,6 +123,13 @@ class CeleryExecutor:
 
     def close(self) -> None:
         self.app.close()
+
+
+def _redis_connection_error(exc: BaseException | None) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
 
 
 def make_executor(settings: Settings) -> Executor:
