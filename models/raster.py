@@ -151,12 +151,21 @@ def check_georeferenced(
         raise InvalidRasterError(f"{name} has a rotated geotransform; warp it north-up first")
 
 
-_VSIMEM = re.compile(r"'?/vsimem/[^\s']*'?")
+_VSIMEM = re.compile(
+    r"'?/vsimem/[^\s']*'?|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:\.\w+)?"
+)  # in-memory paths, and the bare UUID file names MemoryFile gives uploads
 
 
 def _gdal_message(exc: Exception, name: str) -> str:
-    """GDAL's message with in-memory file paths replaced by the upload's name."""
-    return _VSIMEM.sub(name, str(exc))
+    """GDAL's message with in-memory file paths replaced by the upload's name.
+
+    Read errors say only "see previous exception": the reason (which band, which block) is
+    in the exception's cause, so that is the message a client gets.
+    """
+    message = str(exc)
+    if "previous exception" in message and exc.__cause__ is not None:
+        message = str(exc.__cause__)
+    return _VSIMEM.sub(name, message)
 
 
 _BAND_ID = re.compile(r"^B0*(\d+)(A?)$")

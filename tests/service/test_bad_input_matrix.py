@@ -162,3 +162,9 @@ def test_geographic_tile_is_measured_on_the_ellipsoid(client):
     )
     assert tile["crs_code"] == "EPSG:4326"
     assert tile["area_km2"] == pytest.approx(geodesic_km2, rel=0.005)
+
+
+def test_a_gdal_read_error_names_the_upload_and_the_failing_block(client):
+    detail = post_plan(client, corrupt(), filename="scene.tif").json()["detail"]
+    assert "scene.tif, band 1: IReadBlock failed" in detail
+    assert "previous exception" not in detail
