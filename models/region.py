@@ -39,7 +39,7 @@ from models.footprints import (
     transform_coords,
     transform_geometry,
 )
-from models.pricing import PricingProfile, orderable_polygons
+from models.pricing import PricingProfile
 
 STATUSES = ("planned", "outside_region", "outside_raster", "nodata", "empty", "cloud")
 PLANNED, OUTSIDE_REGION, OUTSIDE_RASTER, NODATA, EMPTY, CLOUD = range(len(STATUSES))
@@ -505,6 +505,33 @@ def _patch_mask(spec: RegionSpec, bits: np.ndarray) -> np.ndarray:
     return m.transpose(0, 2, 1, 3).reshape(spec.n_rows * gr, spec.n_cols * gc)
 
 
+def grid_orderable(polys: np.ndarray, min_width: float) -> list:
+    """Orderable AOIs from many disjoint polygons: holes filled, narrow ones widened, merged; repeated.
+
+    ``models.pricing.orderable_polygons`` with the width measured on the bounding box,
+    vectorised: for ~10^5 patch polygons its per-polygon minimum rotated rectangle and
+    repeated unions of detailed shapes take minutes. A polygon narrower than ``min_width``
+    is replaced by its bounding box grown to ``min_width``, which contains it, so the
+    union works on rectangles. (The pair-wise "one covering rectangle is cheaper" merge of
+    single-tile plans is O(n²) and is not applied to region orders.)
+    """
+    geoms = shapely.polygons(shapely.get_exterior_ring(np.asarray(polys, dtype=object)))
+    for _ in range(16):
+        b = shapely.bounds(geoms)
+        w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        narrow = np.minimum(w, h) < min_width - 1e-3
+        if not narrow.any():
+            break
+        cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+        half_w, half_h = np.maximum(w, min_width) / 2, np.maximum(h, min_width) / 2
+        geoms = geoms.copy()
+        geoms[narrow] = shapely.box(cx - half_w, cy - half_h, cx + half_w, cy + half_h)[narrow]
+        merged = shapely.union_all(geoms)
+        parts = [p for p in getattr(merged, "geoms", [merged]) if p.geom_type == "Polygon" and not p.is_empty]
+        geoms = shapely.polygons(shapely.get_exterior_ring(np.asarray(parts, dtype=object)))
+    return [p.simplify(0) for p in geoms]
+
+
 def _order(spec: RegionSpec, bits: np.ndarray, pricing: PricingProfile, work_crs: str) -> dict[str, Any]:
     """Merged, region-clipped, orderable polygons of the patches in ``bits``, priced as one order."""
     gr, gc = spec.grid
@@ -516,14 +543,17 @@ def _order(spec: RegionSpec, bits: np.ndarray, pricing: PricingProfile, work_crs
 
     polys = mask_polygons(_patch_mask(spec, bits), transform)
     region = spec.region_geometry()
-    parts: list[BaseGeometry] = []
-    if polys:
-        clipped = shapely.intersection(np.asarray(polys, dtype=object), region)
-        for g in clipped:
-            parts.extend(p for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and p.area > 0)
-    parts = [transform_geometry(p, spec.crs, work_crs) for p in parts] if work_crs != spec.crs else parts
-    area = sum(p.area for p in parts) / 1e6
-    ordered = orderable_polygons(parts, pricing.min_width_m) if parts else []
+    if len(polys):
+        # Only polygons crossing the region's edge need clipping; inside ones are kept as they are.
+        edge = ~shapely.covers(region, polys)
+        if edge.any():
+            clipped = shapely.intersection(polys[edge], region)
+            inner = [p for g in clipped for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and p.area > 0]
+            polys = np.asarray([*polys[~edge], *inner], dtype=object)
+    if len(polys) and work_crs != spec.crs:
+        polys = np.asarray([transform_geometry(p, spec.crs, work_crs) for p in polys], dtype=object)
+    area = float(shapely.area(polys).sum()) / 1e6 if len(polys) else 0.0
+    ordered = grid_orderable(polys, pricing.min_width_m) if len(polys) else []
     billable = [max(p.area / 1e6, pricing.min_area_km2) for p in ordered]
     subtotal = sum(billable) * pricing.price_per_km2
     price = max(subtotal, pricing.min_order_charge) if ordered else 0.0
