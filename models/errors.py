@@ -69,3 +69,9 @@ class RegionError(PatchDropError, ValueError):
     """A region that is not a usable polygon, or that does not overlap the raster."""
 
     code = "invalid_region"
+
+
+class RegionTooLargeError(RegionError):
+    """A region over the operator's area or tile-count limit."""
+
+    code = "region_too_large"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS, Geod, Transformer
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
 from shapely.geometry import box, mapping
@@ -115,6 +115,12 @@ def boxes(bounds: Sequence[Bounds]) -> list[shapely.Polygon]:
 def area_km2(geom: BaseGeometry) -> float:
     """Area of a geometry given in a metric CRS, in km²."""
     return geom.area / 1e6
+
+
+def geodesic_area_km2(geom: BaseGeometry, crs: str) -> float:
+    """Area on the WGS84 ellipsoid, in km², of a geometry in any CRS (no projection distorts it)."""
+    lonlat = transform_geometry(geom, crs, "EPSG:4326")
+    return abs(Geod(ellps="WGS84").geometry_area_perimeter(lonlat)[0]) / 1e6
 
 
 def geojson(geom: BaseGeometry, ndigits: int | None = None) -> dict[str, Any]:

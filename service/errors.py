@@ -90,6 +90,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "empty_raster": 422,
     "tile_too_large": 413,
     "tile_too_small": 422,
+    "region_too_large": 413,
     "hr_not_covering": 422,
     "invalid_grid": 422,
     "invalid_region": 422,

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from models.errors import RegionTooLargeError
+from models.footprints import geodesic_area_km2
 from models.region import RegionSpec, feature_collection_chunks, parse_region
 from service.errors import (
     BrokerUnavailableError,
@@ -104,7 +106,13 @@ class EstimateService:
         tenant: str,
     ) -> dict[str, Any]:
         """Validate, record and start a job; returns the job at once (the work runs elsewhere)."""
-        parse_region(region, region_crs)  # refuse a bad region now, not in the job
+        geom, geom_crs = parse_region(region, region_crs)  # refuse a bad region now, not in the job
+        area = geodesic_area_km2(geom, geom_crs)
+        if area > self.settings.max_region_km2:
+            raise RegionTooLargeError(
+                f"the region covers {area:,.0f} km²; the limit is {self.settings.max_region_km2:,.0f} km² "
+                "(PATCHDROP_MAX_REGION_KM2)"
+            )
         if (upload is None) == (not reference):
             raise MissingUploadError("send the LR raster either as the file 'raster' or as 'raster_ref', not both")
         job_id = ID_PREFIX + uuid.uuid4().hex
@@ -123,6 +131,7 @@ class EstimateService:
             model=model,
             tile_size_m=tile_size_m,
             chunk_tiles=self.settings.estimate_chunk_tiles,
+            max_tiles=self.settings.max_region_tiles,
             max_patches=max_patches,
             cloud_threshold=cloud_threshold,
             pricing={**self.settings.pricing.payload().model_dump(), **(pricing or {})},

@@ -97,6 +97,14 @@ class Settings(WorkerSettings):
         description='Tenants and the SHA-256 of their API key, as JSON: {"acme": "sha256:<64 hex>"} '
         "(python -m service.security new-key acme). Empty: no keys, every request is the tenant 'public'.",
     )
+    max_region_km2: float = Field(
+        default=15_000.0,
+        gt=0,
+        description="Largest region an estimate may cover, km² on the ellipsoid (a Sentinel-2 tile is ~12,000).",
+    )
+    max_region_tiles: int = Field(
+        default=500_000, ge=1, description="Most LR tiles an estimate may plan (its work and result size)."
+    )
     request_timeout_s: float = Field(
         default=120.0,
         gt=0,

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.errors import PatchDropError
+from models.errors import PatchDropError, RegionTooLargeError
 from models.region import RegionSpec, iter_chunks, make_spec, parse_region, summarize
 from worker.payloads import PricingPayload
 
@@ -52,6 +52,7 @@ class EstimatePayload(BaseModel):
     model: str | None = None
     tile_size_m: float | None = Field(default=None, gt=0)
     chunk_tiles: int = Field(default=4096, ge=1)
+    max_tiles: int | None = Field(default=None, ge=1)
     max_patches: int | None = Field(default=None, ge=0)
     cloud_threshold: float | None = None
     pricing: PricingPayload
@@ -256,7 +257,7 @@ def build_spec(req: EstimatePayload, registry: Any) -> RegionSpec:
     region, region_crs = parse_region(req.region, req.region_crs)
     with SceneReader(req.source, bundle.bands, name=req.source_name) as reader:
         info = reader.info
-    return make_spec(
+    spec = make_spec(
         req.source,
         info.crs,
         info.transform,
@@ -275,6 +276,13 @@ def build_spec(req: EstimatePayload, registry: Any) -> RegionSpec:
         max_patches=req.max_patches,
         cloud_threshold=req.cloud_threshold,
     )
+    if req.max_tiles is not None and spec.n_tiles > req.max_tiles:
+        # Refused before any chunk runs: the tile count is known from the raster's header alone.
+        raise RegionTooLargeError(
+            f"the region covers {spec.n_tiles} tiles of {spec.tile_px} px over {req.source_name}; "
+            f"the limit is {req.max_tiles} (PATCHDROP_MAX_REGION_TILES)"
+        )
+    return spec
 
 
 def run_chunks(
