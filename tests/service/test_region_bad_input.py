@@ -1,0 +1,54 @@
+"""Regions that cannot be estimated get invalid_region (422) naming the problem, at once or as the
+job's error; each case runs embedded and through Celery + Redis."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from region_helpers import FREE_PRICING, geojson_text, tiles_box, wait_done, write_scene
+
+
+@pytest.fixture
+def api(make_client, tmp_path):
+    root = tmp_path / "scenes"
+    root.mkdir()
+    write_scene(root / "scene.tif")
+    return make_client(data_root=root, upload_dir=tmp_path / "uploads")
+
+
+def post(api, region: str):
+    form = {
+        "region": region,
+        "region_crs": "EPSG:32618",
+        "raster_ref": "scene.tif",
+        "pricing": json.dumps(FREE_PRICING),
+    }
+    return api.post("/v1/estimates", data=form)
+
+
+REFUSED = {
+    "invalid_json": ('{"type": "Polygon", "coordinates": [[', "not valid JSON"),
+    "empty_polygon": (json.dumps({"type": "Polygon", "coordinates": []}), "no area"),
+    "zero_area_polygon": (
+        json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [2, 2], [0, 0]]]}),
+        "no area",
+    ),
+    "empty_feature_collection": (json.dumps({"type": "FeatureCollection", "features": []}), "no features"),
+    "a_line": (json.dumps({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}), "Polygon or MultiPolygon"),
+    "not_an_object": ("[1, 2, 3]", "GeoJSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_an_unusable_region_is_refused_at_once(api, case):
+    region, fragment = REFUSED[case]
+    response = post(api, region)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_region" and fragment in response.json()["detail"]
+
+
+def test_a_region_outside_the_raster_fails_its_job_with_invalid_region(api):
+    job = wait_done(api, post(api, geojson_text(tiles_box(50, 50, 60, 60))).json()["id"])
+    assert job["state"] == "failed" and job["error"]["code"] == "invalid_region"
+    assert "does not overlap the raster" in job["error"]["detail"]
