@@ -77,6 +77,7 @@ class RequestTimeoutError(PatchDropError, TimeoutError):
 STATUS_BY_CODE: dict[str, int] = {
     # the request itself
     "invalid_request": 422,
+    "malformed_request": 400,  # a body the server cannot even parse (e.g. multipart without a boundary)
     "missing_upload": 422,
     "upload_too_large": 413,
     "invalid_budget": 422,
@@ -129,7 +130,7 @@ async def _domain_error(_: Request, exc: PatchDropError) -> JSONResponse:
 
 
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail))
 
 

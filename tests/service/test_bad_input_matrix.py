@@ -126,6 +126,11 @@ BAD_REQUESTS = {
 }  # fmt: skip
 
 
+def test_a_multipart_body_without_a_boundary_is_a_malformed_request(client):
+    response = client.post("/v1/plans", content=b"tile=1", headers={"content-type": "multipart/form-data"})
+    expect_error(response, 400, "malformed_request", "boundary")
+
+
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
 def test_malformed_request_is_invalid_request(client, case):
     send, fragment = BAD_REQUESTS[case]
