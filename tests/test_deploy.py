@@ -135,3 +135,28 @@ def test_dockerfile_installs_the_pinned_torch_and_runs_unprivileged(name):
     assert pinned in torch_install
     assert ("whl/cpu" in torch_install) == (name != "worker-gpu")
     assert any(kw == "USER" and rest != "root" for kw, rest in steps)
+
+
+def _compose_env(services, monkeypatch, **overrides) -> None:
+    for name in ("REDIS_URL", "PATCHDROP_REDIS_URL", "PATCHDROP_API_KEYS", "PATCHDROP_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**services["api"]["environment"], **overrides}.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+
+
+def test_the_compose_environment_is_a_valid_production_configuration(services, monkeypatch):
+    from service.security import hash_key, new_key
+    from service.settings import Settings
+
+    _compose_env(services, monkeypatch, PATCHDROP_API_KEYS=json.dumps({"acme": hash_key(new_key())}))
+    settings = Settings()
+    assert settings.environment == "production" and settings.mode == "celery" and list(settings.api_keys) == ["acme"]
+
+
+def test_the_compose_environment_without_keys_is_refused(services, monkeypatch):
+    from service.settings import Settings
+
+    _compose_env(services, monkeypatch, PATCHDROP_API_KEYS=None)
+    with pytest.raises(ValueError, match="production needs API keys"):
+        Settings()
