@@ -74,7 +74,10 @@ def create_estimate(
     if pricing:
         try:
             base = settings.pricing.model_dump()
-            overrides = PricingSettings.model_validate({**base, **json.loads(pricing)}).model_dump()
+            given = json.loads(pricing)
+            if not isinstance(given, dict):  # null, a list, a number: found by the schemathesis fuzz
+                raise ValueError('pricing must be a JSON object, e.g. {"price_per_km2": 25}')
+            overrides = PricingSettings.model_validate({**base, **given}).model_dump()
         except (ValueError, ValidationError) as exc:
             raise RequestValidationError([{"loc": ("pricing",), "msg": str(exc).splitlines()[0]}]) from exc
     job = get_estimates(request).submit(

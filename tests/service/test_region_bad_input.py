@@ -52,3 +52,11 @@ def test_a_region_outside_the_raster_fails_its_job_with_invalid_region(api):
     job = wait_done(api, post(api, geojson_text(tiles_box(50, 50, 60, 60))).json()["id"])
     assert job["state"] == "failed" and job["error"]["code"] == "invalid_region"
     assert "does not overlap the raster" in job["error"]["detail"]
+
+
+@pytest.mark.parametrize("pricing", ["null", "[1, 2]", "25"])
+def test_pricing_that_is_not_a_json_object_is_invalid_request(api, pricing):
+    form = {"region": geojson_text(tiles_box(0, 0, 2, 2)), "region_crs": "EPSG:32618", "raster_ref": "scene.tif"}
+    response = api.post("/v1/estimates", data={**form, "pricing": pricing})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_request" and "JSON object" in response.json()["detail"]
