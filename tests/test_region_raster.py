@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -58,3 +60,18 @@ def test_mask_polygons_merges_4_connected_cells_and_keeps_holes():
     assert sorted(round(p.area) for p in polys) == [100, 200, 800]
     ring = max(polys, key=lambda p: p.area)
     assert len(ring.interiors) == 1
+
+
+def test_the_batch_policy_path_matches_the_eager_policy():
+    import torch
+
+    from models.checkpoint import load_bundle
+    from models.inference import policy_probabilities
+
+    bundle = load_bundle(Path(__file__).resolve().parents[1] / "models" / "assets" / "default.pt").eval()
+    lr = np.random.default_rng(0).integers(200, 3000, (300, 4, 8, 8)).astype(np.float32)
+    fast = policy_probabilities(bundle, lr, batch_size=128)
+    with torch.inference_mode():
+        eager = torch.sigmoid(bundle.policy(bundle.normalise(torch.from_numpy(lr)))).numpy()
+    assert fast.shape == (300, 16)
+    assert np.abs(fast - eager).max() < 1e-4
