@@ -173,7 +173,7 @@ def _batch_policy(policy: torch.nn.Module, device: torch.device, shape: tuple[in
     frozen = _FROZEN.get(policy)
     if frozen is None:
         with torch.no_grad():
-            traced = torch.jit.trace(policy, torch.zeros((64, *shape), device=device))
+            traced = torch.jit.trace(policy, torch.zeros((64, *shape), device=device), check_trace=False)
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
         _FROZEN[policy] = frozen
     return frozen
