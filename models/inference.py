@@ -5,6 +5,7 @@ Pure functions on arrays of raw band values: no files, settings or globals.
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -174,6 +175,10 @@ def _batch_policy(policy: torch.nn.Module, device: torch.device, shape: tuple[in
     if frozen is None:
         with torch.no_grad():
             traced = torch.jit.trace(policy, torch.zeros((64, *shape), device=device), check_trace=False)
-            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            with warnings.catch_warnings():
+                # Deprecated in favour of torch.compile, which takes seconds to compile per process
+                # and per batch shape on CPU; this pass still folds batch norm in milliseconds.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
         _FROZEN[policy] = frozen
     return frozen

@@ -8,6 +8,7 @@ plain ``PixelWindow`` tuples, never as rasterio objects.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.transform import Affine
 from rasterio.warp import reproject
@@ -32,6 +33,11 @@ from models.errors import (
     WrongBandCountError,
 )
 from models.grid import PatchGrid
+
+# rasterio.features wraps arrays in in-memory datasets without georeferencing and warns so,
+# though the transform it is given is applied to the coordinates. A module filter, not
+# catch_warnings: region orders are polygonized in several threads at once.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
 
 PixelWindow = tuple[int, int, int, int]  # (row_off, col_off, height, width) in native pixels
 

@@ -19,7 +19,7 @@ def data_root(tmp_path):
 
 @pytest.fixture
 def api(make_client, data_root, tmp_path):
-    return make_client(data_root=data_root, upload_dir=tmp_path / "uploads", estimate_chunk_tiles=20)
+    return make_client(data_root=data_root, upload_dir=tmp_path / "uploads", estimate_chunk_tiles=10)
 
 
 REGION = geojson_text(tiles_box(0, 0, 10, 10))
@@ -39,7 +39,7 @@ def test_an_uploaded_raster_is_estimated_in_the_background(api, data_root):
     job = wait_done(api, queued["id"])
     assert job["state"] == "succeeded", job["error"]
     assert job["progress"]["tiles_done"] == job["progress"]["tiles_total"] == 100
-    assert job["progress"]["chunks_done"] == job["progress"]["chunks_total"] == 5
+    assert job["progress"]["chunks_done"] == job["progress"]["chunks_total"] == 10
     result = job["result"]
     assert result["tiles"]["planned"] == 100 and result["patchdrop"]["patches"] == 300
     assert result["saving_pct"] == pytest.approx(81.25)
@@ -98,3 +98,16 @@ def test_unknown_estimate_ids_are_404(api):
     missing = "est_" + "0" * 32
     for response in (api.get(f"/v1/jobs/{missing}"), api.delete(f"/v1/jobs/{missing}")):
         assert response.status_code == 404 and response.json()["code"] == "job_not_found"
+
+
+def test_delete_cancels_an_estimate_waiting_behind_another(api, data_root):
+    write_scene(data_root / "tall.tif", width=160, height=16 * 200)
+    tall = geojson_text(tiles_box(0, 0, 10, 200))
+    busy = post(api, raster_ref="tall.tif", region=tall).json()  # 200 one-row chunks: runs for a while
+    waiting = post(api, raster_ref="scene.tif").json()
+    cancelled = api.delete(f"/v1/jobs/{waiting['id']}")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert wait_done(api, busy["id"])["state"] == "succeeded"
+    job = api.get(f"/v1/jobs/{waiting['id']}").json()
+    assert job["state"] == "cancelled" and job["result"] is None and job["progress"]["chunks_done"] == 0
+    assert api.get(f"/v1/jobs/{waiting['id']}/tiles.geojson").json()["code"] == "estimate_not_ready"
