@@ -88,10 +88,14 @@ def _geometry(obj: Any) -> BaseGeometry:
         geom = shape(obj)
     except Exception as exc:  # shapely raises several types for malformed coordinates
         raise RegionError(f"the region's coordinates are malformed: {exc}") from exc
-    if not geom.is_valid:
-        # Self-intersecting rings are common in hand-drawn AOIs; make_valid keeps their area.
-        geom = shapely.make_valid(geom)
-        geom = shapely.union_all([g for g in getattr(geom, "geoms", [geom]) if g.area > 0])
+    # A bowtie's signed lobes cancel to zero area, so ask whether a repaired ring would enclose any.
+    if not geom.is_valid and shapely.make_valid(geom).area > 0:
+        # Refused rather than repaired: a silent make_valid can drop or flip parts of the area
+        # the user prices, and vendors refuse such polygons too (NOTES, "Buying imagery").
+        raise RegionError(
+            f"the region polygon is not valid ({shapely.is_valid_reason(geom)}); "
+            "remove the self-intersection and send it again"
+        )
     return geom
 
 

@@ -34,6 +34,10 @@ REFUSED = {
         json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [2, 2], [0, 0]]]}),
         "no area",
     ),
+    "self_intersecting_polygon": (
+        json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [100, 100], [100, 0], [0, 100], [0, 0]]]}),
+        "Self-intersection",
+    ),
     "empty_feature_collection": (json.dumps({"type": "FeatureCollection", "features": []}), "no features"),
     "a_line": (json.dumps({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}), "Polygon or MultiPolygon"),
     "not_an_object": ("[1, 2, 3]", "GeoJSON object"),
