@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from plan_latency import Server, free_port, git_commit, start_redis, wait_http  # noqa: E402
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from service.security import hash_key, new_key  # noqa: E402
 
@@ -202,13 +203,7 @@ def write_markdown(path: Path, r: dict) -> None:
         END,
     ]
     section = "\n".join(lines)
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    replace_section(path, START, END, section)
 
 
 if __name__ == "__main__":

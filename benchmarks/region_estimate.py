@@ -39,6 +39,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -424,13 +425,7 @@ def write_markdown(r: dict) -> None:
         "workers share 2 busy cores with each other's reads and the polling API, so the speed-up is below 2x.",
         END,
     ]
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    block = "\n".join(lines)
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS_MD.write_text(text)
+    replace_section(RESULTS_MD, START, END, "\n".join(lines))
 
 
 if __name__ == "__main__":
