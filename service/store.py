@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from pathlib import Path
 from typing import Any, Protocol
 
 from service.errors import JobNotFoundError, PlanNotFoundError
+from worker.sqlite_file import SQLiteFile
 
 
 class Store(Protocol):
@@ -34,7 +34,7 @@ def _job_missing(job_id: str) -> JobNotFoundError:
     return JobNotFoundError(f"no job with id {job_id!r}")
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteFile):
     """One SQLite file (WAL); one connection per thread, as FastAPI runs ``def`` routes in a pool."""
 
     SCHEMA = (
@@ -42,28 +42,6 @@ class SQLiteStore:
         " artifacts TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, created TEXT, job TEXT NOT NULL)",
     )
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        for statement in self.SCHEMA:
-            conn.execute(statement)
-        conn.commit()
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across an API crash
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
 
     def put_plan(self, plan: dict[str, Any], artifacts: dict[str, Any], job: dict[str, Any] | None = None) -> None:
         """Store a plan (and the job that made it) in one transaction."""

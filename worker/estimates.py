@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.errors import PatchDropError, RegionTooLargeError
 from models.region import RegionSpec, iter_chunks, make_spec, parse_region, summarize
 from worker.payloads import PricingPayload
+from worker.sqlite_file import SQLiteFile
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -72,7 +70,7 @@ class EstimateStore(Protocol):
     def active_jobs(self) -> list[str]: ...
 
 
-class SQLiteEstimateStore:
+class SQLiteEstimateStore(SQLiteFile):
     """Estimate jobs and chunk results in the embedded mode's SQLite file (own tables)."""
 
     SCHEMA = (
@@ -80,25 +78,6 @@ class SQLiteEstimateStore:
         "CREATE TABLE IF NOT EXISTS estimate_chunks (job_id TEXT, idx INTEGER, data TEXT NOT NULL,"
         " PRIMARY KEY (job_id, idx))",
     )
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._lock = threading.Lock()  # read-modify-write of a job document
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        for statement in self.SCHEMA:
-            conn.execute(statement)
-        conn.commit()
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
 
     def create(self, job: dict[str, Any]) -> None:
         with self._conn() as conn:
