@@ -65,7 +65,8 @@ class Run:
             key, _, value = kv.partition("=")
             if not hasattr(self.cfg, key):
                 raise SystemExit(f"unknown setting {key!r}")
-            setattr(self.cfg, key, type(getattr(self.cfg, key))(value) if getattr(self.cfg, key) is not None else int(value))
+            default = getattr(self.cfg, key)
+            setattr(self.cfg, key, json.loads(value) if default is None else type(default)(value))
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
@@ -84,8 +85,12 @@ class Run:
     def path(self, name: str) -> Path:
         return self.out / name
 
-    def context(self, bundle: ModelBundle) -> stages.Context:
-        return stages.Context(bundle.to(self.device), self.splits, self.cfg, self.device)
+    def context(self, bundle: ModelBundle, *, distill: bool = False) -> stages.Context:
+        """A stage's context; ``distill`` adds the pretrained HR classifier as a frozen teacher."""
+        teacher = None
+        if distill and self.cfg.distill > 0:
+            teacher = self.load("classifiers.pt").hr_classifier.eval().requires_grad_(False)
+        return stages.Context(bundle.to(self.device), self.splits, self.cfg, self.device, teacher)
 
     def load(self, name: str) -> ModelBundle:
         return load_bundle(self.path(name), map_location=self.device)
@@ -134,7 +139,7 @@ def _agent_stage(run: Run, stage: str, source: str, target: str) -> None:
     # Pt and Ft-1 classify from the HR stream alone; only Ft-2 learns with the LR stream.
     bundle.metadata["fusion"] = run.cfg.fusion if stage == "ft2" else "hr-only"
     t = time.time()
-    metrics = stages.train_agent(run.context(bundle), stage)
+    metrics = stages.train_agent(run.context(bundle, distill=stage != "pt"), stage)
     run.save(bundle, target, stage, metrics, time.time() - t)
 
 
@@ -163,7 +168,7 @@ def cmd_baselines(run: Run, names: list[str]) -> None:
     for name in names:
         bundle = run.load("classifiers.pt")
         t = time.time()
-        metrics = stages.finetune_baseline(run.context(bundle), name, mean_patches)
+        metrics = stages.finetune_baseline(run.context(bundle, distill=True), name, mean_patches)
         bundle.metadata["baseline"] = {"name": name, "mean_patches": mean_patches}
         run.save(bundle, f"baseline-{name}.pt", f"baseline-{name}", metrics, time.time() - t)
 

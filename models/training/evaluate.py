@@ -126,11 +126,12 @@ def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int =
                 tally(own, name, hr_logits.argmax(-1) == y, actions, cover(actions))
             if name == "Pt":
                 continue  # the sweep compares finetuned classifiers; Pt keeps the pretrained one
+            stage_lr_logits = b.lr_classifier(lr_up) if name == "Ft-2" else None
             for k in range(1, P + 1):
                 a = first_k(probs, k)
                 logits = hr_pred(b, a)
-                if name == "Ft-2":
-                    logits = two_stream_probs(logits, b.lr_classifier(lr_up), a)
+                if stage_lr_logits is not None:
+                    logits = two_stream_probs(logits, stage_lr_logits, a)
                 tally(sweep.setdefault(f"PatchDrop {name}", {}), k, logits.argmax(-1) == y, a, cover(a))
 
         for label, b in models.baselines.items():

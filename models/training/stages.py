@@ -36,6 +36,7 @@ class Context:
     splits: Splits
     cfg: TrainConfig
     device: torch.device
+    teacher: nn.Module | None = None  # frozen full-image HR classifier, when distilling
     generator: torch.Generator = field(init=False)
     norm: Normaliser = field(init=False)
 
@@ -58,6 +59,20 @@ class Context:
 
     def lr_input(self, batch: Batch) -> torch.Tensor:
         return upsample(batch.lr, batch.hr.shape[-2:])
+
+    def distill_loss(self, student_logits: torch.Tensor, batch: Batch) -> torch.Tensor | float:
+        """KL from the full-image teacher to a classifier that sees masked images (Hinton et al.).
+
+        The teacher's soft labels say what the missing patches would have shown, which
+        plain labels cannot; the T^2 factor keeps the gradient scale independent of T.
+        """
+        if self.teacher is None or self.cfg.distill <= 0:
+            return 0.0
+        t = self.cfg.distill_temperature
+        with torch.no_grad():
+            target = F.log_softmax(self.teacher(batch.hr) / t, -1)
+        student = F.log_softmax(student_logits / t, -1)
+        return self.cfg.distill * t * t * F.kl_div(student, target, log_target=True, reduction="batchmean")
 
 
 def _cosine(optimizer: torch.optim.Optimizer, base: list[float], progress: float) -> None:
@@ -84,6 +99,7 @@ def train_classifier(
     *,
     batch_size: int | None = None,
     evaluate=None,
+    distill: bool = False,
 ) -> dict[str, float]:
     """Supervised training of one classifier on ``inputs(batch)``; best epoch on validation kept.
 
@@ -98,6 +114,8 @@ def train_classifier(
         _cosine(opt, base, progress)
         logits = net(inputs(batch))
         loss = F.cross_entropy(logits, batch.labels)
+        if distill:
+            loss = loss + ctx.distill_loss(logits, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -161,7 +179,7 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
     cfg, b = ctx.cfg, ctx.bundle
     finetune = stage in ("ft1", "ft2")
     epochs = {"pt": cfg.pt_epochs, "ft1": cfg.ft1_epochs, "ft2": cfg.ft2_epochs}[stage]
-    sigma = cfg.sigma_pt if stage == "pt" else cfg.sigma_ft
+    sigma = {"pt": cfg.sigma_pt, "ft1": cfg.sigma_ft, "ft2": cfg.sigma_ft if cfg.sigma_ft2 is None else cfg.sigma_ft2}[stage]
     batch_size = cfg.pt_batch if stage == "pt" else cfg.ft_batch
     groups = [{"params": b.policy.parameters(), "lr": cfg.policy_lr}]
     if finetune:
@@ -197,7 +215,7 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
         advantage = (r_sampled - r_greedy).detach()
         loss = -(advantage * action_log_prob(explored, sampled)).mean()
         if finetune:
-            loss = loss + F.nll_loss(scores.clamp_min(1e-8).log(), batch.labels)
+            loss = loss + F.nll_loss(scores.clamp_min(1e-8).log(), batch.labels) + ctx.distill_loss(hr_logits, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -245,7 +263,8 @@ def finetune_baseline(ctx: Context, name: str, mean_patches: float) -> dict[str,
         return {"acc": accuracy(ctx, net, ctx.splits.val, val_inputs)}
 
     return train_classifier(
-        ctx, net, name, cfg.ft1_epochs, inputs, cfg.finetune_cls_lr, batch_size=cfg.ft_batch, evaluate=evaluate
+        ctx, net, name, cfg.ft1_epochs, inputs, cfg.finetune_cls_lr, batch_size=cfg.ft_batch, evaluate=evaluate,
+        distill=True,
     )
 
 
