@@ -43,7 +43,7 @@ def test_chain_writes_loadable_checkpoints_and_report(fake_fashion_mnist, tmp_pa
         "chain", "--benchmark", "fashion_mnist", "--data-root", str(fake_fashion_mnist),
         "--out", str(out), "--baselines", "fixed-h,stochastic", "--set=eval_batch=64",
         "--set=cls_batch=64", "--set=pt_batch=64", "--set=ft_batch=64", "--threads=1", *epochs,
-        "--set=distill=0.5", "--set=sigma_ft2=2.5",
+        "--set=distill=0.5", "--set=sigma_ft2=2.5", "--set=budget_mix=0.5",
         "--results-json", str(results),
     ])  # fmt: skip
     assert code == 0
@@ -54,6 +54,7 @@ def test_chain_writes_loadable_checkpoints_and_report(fake_fashion_mnist, tmp_pa
     assert ft2.metadata["stage"] == "ft2"
     assert set(ft2.metadata["metrics"]) == {"classifiers", "pt", "ft1", "ft2"}
     assert ft2.metadata["config"]["distill"] == 0.5 and ft2.metadata["config"]["sigma_ft2"] == 2.5
+    assert ft2.metadata["config"]["budget_mix"] == 0.5
     # The classifiers checkpoint and Ft-2 share the frozen LR classifier.
     cls = load_bundle(out / "classifiers.pt")
     for a, b in zip(cls.lr_classifier.state_dict().values(), ft2.lr_classifier.state_dict().values(), strict=False):

@@ -40,6 +40,10 @@ class TrainConfig:
     alpha_start: float = 0.7
     alpha_end: float = 0.95
     fusion: str = "paper"  # Ft-2 score: "paper" (S/P) or "confidence"
+    # share of each finetuning batch also trained on the policy's own top-k masks at a
+    # uniformly random k in 1..P, so the classifier serves any purchase budget (the
+    # service's max_patches) and not only the masks the policy samples; 0 = the paper
+    budget_mix: float = 0.0
     # knowledge distillation from the pretrained HR classifier on full images into every
     # classifier finetuned on masked images (PatchDrop's and the baselines' alike); 0 = off
     distill: float = 0.0

@@ -216,10 +216,24 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
         loss = -(advantage * action_log_prob(explored, sampled)).mean()
         if finetune:
             loss = loss + F.nll_loss(scores.clamp_min(1e-8).log(), batch.labels) + ctx.distill_loss(hr_logits, batch)
+            loss = loss + budget_loss(probs.detach(), batch, lr_logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return {"reward": r_sampled.mean().item(), "acc": ok.float().mean().item(), "S": sampled.sum(-1).mean().item()}
+
+    def budget_loss(probs: torch.Tensor, batch: Batch, lr_logits: torch.Tensor | None) -> torch.Tensor | float:
+        """Classifier loss on the policy's top-k masks at random k, for the first rows of the batch."""
+        n = round(cfg.budget_mix * len(batch.labels))
+        if n == 0:
+            return 0.0
+        k = torch.randint(1, b.grid.num_patches + 1, (n,), generator=ctx.generator).to(ctx.device)
+        actions = first_k(probs[:n], k)
+        fill = ctx.fill(batch)
+        logits = b.hr_classifier(mask_images(batch.hr[:n], actions, b.grid, None if fill is None else fill[:n]))
+        part = Batch(batch.hr[:n], batch.lr[:n], batch.labels[:n], batch.index[:n])
+        topk_scores = _scores(ctx, stage, logits, part, actions, None if lr_logits is None else lr_logits[:n])
+        return cfg.budget_mix * F.nll_loss(topk_scores.clamp_min(1e-8).log(), part.labels)
 
     keep: dict[str, nn.Module] = {"policy": b.policy}
     if finetune:
