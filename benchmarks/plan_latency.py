@@ -7,6 +7,7 @@ Cases (p50/p95 in ms):
   floor          read_tile (rasterio decode + resample to the model's LR size) + one policy forward
   model_floor    floor + the LR classifier forward (the plan's LR-only class prediction needs it)
   plan_function  worker.jobs.plan in process: the task code without HTTP or storage (a breakdown)
+  http_floor     the same upload to an empty FastAPI endpoint under uvicorn (framework cost alone)
   embedded       HTTP round trip to `uvicorn --factory service.app:create_app` without REDIS_URL
   celery         the same through Redis and a `celery -A worker.app worker --pool=solo` process
 
@@ -264,6 +265,13 @@ def main() -> int:
         clients["embedded"] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
         wait_http(clients["embedded"], servers[-1])
 
+        port = free_port()
+        http_floor_argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "benchmarks"), "http_floor_app:app",
+                           "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log", "--port", str(port)]  # fmt: skip
+        servers.append(Server("HTTP floor", http_floor_argv, env, workdir / "http_floor.log"))
+        clients["http_floor"] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        wait_http(clients["http_floor"], servers[-1])
+
         if not args.skip_celery:
             redis_url = args.redis_url
             if redis_url is None:
@@ -318,7 +326,7 @@ def main() -> int:
     emb["p50_over_floor"] = round(emb["p50_ms"] / floor_p50, 2)  # type: ignore[index]
     emb["target_p50_le_2x_floor"] = emb["p50_ms"] <= 2 * floor_p50  # type: ignore[index]
     emb["target_p50_lt_50ms"] = emb["p50_ms"] < 50  # type: ignore[index]
-    for name in ("model_floor", "plan_function"):
+    for name in ("model_floor", "plan_function", "http_floor"):
         results[name]["p50_over_floor"] = round(results[name]["p50_ms"] / floor_p50, 2)  # type: ignore[index]
     if "celery" in results:
         cel = results["celery"]
@@ -357,13 +365,15 @@ def write_markdown(path: Path, r: dict) -> None:
         f"`{r['command']}` — {r['date']}, commit `{r['commit'][:12]}`, {r['machine']}, "
         f"{r['torch_threads']} torch thread(s) per process; model: {r['checkpoint']} ({r['model_input']}); "
         f"tile: {r['tile']}. 1-min load average {r['load_average_1m'][0]} → {r['load_average_1m'][1]} "
-        "(the machine is shared with training jobs). Raw numbers: `benchmarks/results/plan_latency.json`.",
+        + ("(other jobs shared the machine). " if max(r["load_average_1m"]) > 1.5 else "(a quiet machine). ")
+        + "Raw numbers: `benchmarks/results/plan_latency.json`.",
         "",
         "| case | what is timed | p50 ms | p95 ms | p50 / floor |",
         "|---|---|---|---|---|",
         row("floor", "rasterio decode + resample, one policy forward (in process)"),
         row("model_floor", "floor + the LR classifier forward the plan's LR-only prediction needs"),
         row("plan_function", "`worker.jobs.plan` in process: + LR classifier, pricing, footprints, preview thumbnail"),
+        row("http_floor", "the same multipart POST to an empty FastAPI endpoint under uvicorn (no work)"),
         row("embedded", "HTTP `POST /v1/plans` to uvicorn, no Redis (SQLite store)"),
     ]
     if "celery" in r:
@@ -390,10 +400,16 @@ def write_markdown(path: Path, r: dict) -> None:
             else f", leaving {2 * r['floor']['p50_ms'] - r['model_floor']['p50_ms']:.1f} ms for everything else "
             "within 2× the floor)"
         )
+        + f"; an empty FastAPI endpoint receiving the same upload costs {r['http_floor']['p50_ms']:.1f} ms "
+        f"({r['http_floor']['p50_over_floor']:.2f}× floor), so model_floor + HTTP alone come to "
+        f"{(r['model_floor']['p50_ms'] + r['http_floor']['p50_ms']) / r['floor']['p50_ms']:.2f}× the floor before "
+        "any planning or storage"
         + "; planning (order polygons, minimums, footprints in two CRSs, preview thumbnail, payload encoding) adds "
         f"{r['plan_function']['p50_ms'] - r['model_floor']['p50_ms']:.1f} ms; HTTP, multipart parsing, the "
-        f"response and the SQLite write add {emb['p50_ms'] - r['plan_function']['p50_ms']:.1f} ms. The client, "
-        "the API, the worker and Redis share the machine's cores (with other jobs here), so every hop between "
+        f"response and the SQLite write add {emb['p50_ms'] - r['plan_function']['p50_ms']:.1f} ms, of which "
+        f"{emb['p50_ms'] - r['plan_function']['p50_ms'] - r['http_floor']['p50_ms']:.1f} ms beyond the HTTP floor "
+        "(API keys, job record, base64 payload, SQLite write, the larger response). The client, "
+        "the API, the worker and Redis share the machine's 2 cores, so every hop between "
         "processes may also wait for a core.",
         END,
     ]
