@@ -47,7 +47,9 @@ class EmbeddedExecutor:
                     from worker.registry import ModelRegistry
 
                     s = self.settings
-                    self._registry = ModelRegistry(s.models, s.default_model, s.device, s.torch_threads)
+                    self._registry = ModelRegistry(
+                        s.models, s.default_model, s.device, s.torch_threads, batch_requests=s.batch_requests
+                    )
         return self._registry
 
     def run(self, kind: str, payload: Any, job_id: str, wait_s: float) -> Any:
@@ -66,7 +68,8 @@ class EmbeddedExecutor:
         self.registry().preload()
 
     def close(self) -> None:
-        pass
+        if self._registry is not None:
+            self._registry.close()
 
 
 class CeleryExecutor:

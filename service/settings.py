@@ -73,6 +73,11 @@ class Settings(WorkerSettings):
     )
     thumbnail_px: int = Field(default=256, ge=16, le=2048, description="Longest side of stored previews.")
     preload_models: bool = Field(default=True, description="Embedded mode: load the models when the app starts.")
+    batch_requests: bool = Field(
+        default=True,
+        description="Embedded mode: plans from concurrent requests share one batched model forward (no timer: "
+        "a lone request runs at once).",
+    )
     data_root: Path | None = Field(
         default=None,
         description="Folder whose rasters region estimates may name by path (relative to it); unset: none.",

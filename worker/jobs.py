@@ -18,7 +18,6 @@ from rasterio.transform import Affine
 from models.errors import BudgetError, CoverageError
 from models.footprints import crs_code
 from models.inference import classify as classify_two_stream
-from models.inference import decide_patches
 from models.planning import Budget, TileFootprint, check_coverage, plan_purchase, scale_warning
 from models.preview import to_rgb
 from models.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid
@@ -59,7 +58,7 @@ def plan_many(payloads: list[dict[str, Any]], registry: ModelRegistry | None = N
     for model_id, indexes in by_model.items():
         _, bundle = registry.get(model_id)
         tiles = [_read_lr(requests[i], bundle) for i in indexes]
-        decisions = decide_patches(bundle, np.stack([t.array for t in tiles]))
+        decisions = registry.decide(model_id, np.stack([t.array for t in tiles]))
         for i, tile, decision in zip(indexes, tiles, decisions, strict=True):
             results[i] = _plan_result(requests[i], model_id, bundle, tile, decision)
     return results  # type: ignore[return-value]

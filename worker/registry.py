@@ -7,10 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.checkpoint import ModelBundle, load_bundle
 from models.errors import CheckpointError
+from models.inference import PatchDecision, decide_patches
+from worker.batching import DynamicBatcher
 from worker.errors import UnknownModelError
 
 # Metadata worth showing to API users; weights statistics and the like stay inside.
@@ -41,7 +44,11 @@ def choose_device(requested: str = "auto") -> torch.device:
 
 
 class ModelRegistry:
-    """Loads each bundle on first use and keeps it for the life of the process; thread-safe."""
+    """Loads each bundle on first use and keeps it for the life of the process; thread-safe.
+
+    With ``batch_requests``, single-tile decisions from concurrent threads are batched
+    per model (``DynamicBatcher``): the embedded API's request threads share forwards.
+    """
 
     def __init__(
         self,
@@ -49,6 +56,9 @@ class ModelRegistry:
         default: str,
         device: str = "auto",
         torch_threads: int | None = None,
+        *,
+        batch_requests: bool = False,
+        max_batch: int = 64,
     ) -> None:
         if torch_threads:
             torch.set_num_threads(torch_threads)  # process-wide: one registry per process
@@ -57,6 +67,9 @@ class ModelRegistry:
         self.device = choose_device(device)
         self._bundles: dict[str, ModelBundle] = {}
         self._lock = threading.Lock()
+        self.batch_requests = batch_requests
+        self.max_batch = max_batch
+        self._batchers: dict[str, DynamicBatcher[np.ndarray, PatchDecision]] = {}
 
     def resolve(self, model_id: str | None) -> str:
         model_id = model_id or self.default
@@ -76,6 +89,28 @@ class ModelRegistry:
                     bundle = load_bundle(self.checkpoints[model_id], map_location=self.device)
                     self._bundles[model_id] = bundle
         return model_id, bundle
+
+    def decide(self, model_id: str, tiles: np.ndarray) -> list[PatchDecision]:
+        """``decide_patches`` for a stack of LR tiles; a lone tile may share a batch with other threads'."""
+        model_id, bundle = self.get(model_id)
+        if not self.batch_requests or len(tiles) != 1:
+            return decide_patches(bundle, tiles)
+        batcher = self._batchers.get(model_id)
+        if batcher is None:
+            with self._lock:
+                batcher = self._batchers.get(model_id)
+                if batcher is None:
+                    batcher = DynamicBatcher(
+                        lambda items, b=bundle: decide_patches(b, np.stack(items)), self.max_batch, f"decide-{model_id}"
+                    )
+                    self._batchers[model_id] = batcher
+        return [batcher.submit(tiles[0])]
+
+    def close(self) -> None:
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()
 
     def preload(self) -> None:
         """Load every bundle that loads; failures surface when the model is asked for."""
