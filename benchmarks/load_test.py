@@ -127,7 +127,8 @@ def main() -> int:
     servers: list[Server] = []
     stop_redis = None
     try:
-        cases = {"embedded": env}
+        # The same embedded server with dynamic batching off: what batching buys, measured in the same run.
+        cases = {"embedded_unbatched": {**env, "PATCHDROP_BATCH_REQUESTS": "false"}, "embedded": env}
         if not args.skip_celery:
             redis_url, stop_redis = start_redis(workdir)
             celery_env = {**env, "PATCHDROP_REDIS_URL": redis_url, "PATCHDROP_QUEUE": f"load-{uuid.uuid4().hex[:8]}"}
@@ -166,15 +167,18 @@ def main() -> int:
     args.out_json.write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(args.results_md, results)
     print(json.dumps(results, indent=2))
-    failed = [name for name in ("embedded", "celery") if name in results and results[name]["errors"]]
+    failed = [name for name in CASES if name in results and results[name]["errors"]]
     return 1 if failed else 0
 
 
+CASES = {
+    "embedded_unbatched": "as embedded, dynamic batching off (PATCHDROP_BATCH_REQUESTS=false)",
+    "embedded": "uvicorn, tasks in process, SQLite store, concurrent plans batched",
+    "celery": "uvicorn + Redis + one solo Celery worker, Redis store",
+}
+
+
 def write_markdown(path: Path, r: dict) -> None:
-    what = {
-        "embedded": "uvicorn, tasks in process, SQLite store",
-        "celery": "uvicorn + Redis + one solo Celery worker, Redis store",
-    }
     lines = [
         START,
         "## Load test (service, issue 8)",
@@ -188,14 +192,17 @@ def write_markdown(path: Path, r: dict) -> None:
         "| case | setup | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in ("embedded", "celery"):
+    for name, setup in CASES.items():
         if name in r:
             c = r[name]
             done = str(c["requests"]) + ("" if c["completed_all"] else f" of {c['requested']} (time bound hit)")
             lines.append(
-                f"| {name} | {what[name]} | {c['clients']} | {done} | {c['errors']} | {c['p50_ms']:.1f} | "
+                f"| {name} | {setup} | {c['clients']} | {done} | {c['errors']} | {c['p50_ms']:.1f} | "
                 f"{c['p95_ms']:.1f} | {c['p99_ms']:.1f} | {c['throughput_rps']:.0f} |"
             )
+    if "embedded_unbatched" in r and "embedded" in r:
+        ratio = r["embedded"]["throughput_rps"] / r["embedded_unbatched"]["throughput_rps"]
+        lines += ["", f"Dynamic batching: {ratio:.2f}x the unbatched embedded throughput in the same run."]
     lines += [
         "",
         "Latency is per request as the client sees it, queueing behind the other clients included: with 20 "
