@@ -179,7 +179,8 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
     cfg, b = ctx.cfg, ctx.bundle
     finetune = stage in ("ft1", "ft2")
     epochs = {"pt": cfg.pt_epochs, "ft1": cfg.ft1_epochs, "ft2": cfg.ft2_epochs}[stage]
-    sigma = {"pt": cfg.sigma_pt, "ft1": cfg.sigma_ft, "ft2": cfg.sigma_ft if cfg.sigma_ft2 is None else cfg.sigma_ft2}[stage]
+    ft2_sigma = cfg.sigma_ft if cfg.sigma_ft2 is None else cfg.sigma_ft2
+    sigma = {"pt": cfg.sigma_pt, "ft1": cfg.sigma_ft, "ft2": ft2_sigma}[stage]
     batch_size = cfg.pt_batch if stage == "pt" else cfg.ft_batch
     groups = [{"params": b.policy.parameters(), "lr": cfg.policy_lr}]
     if finetune:
