@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from plan_latency import Server, free_port, git_commit, start_redis, wait_http  # noqa: E402
-from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from plan_latency import Server, start_redis, wait_http  # noqa: E402
+from results_md import free_port, git_commit, replace_section  # noqa: E402  (benchmarks/ is on sys.path)
 
 from service.security import hash_key, new_key  # noqa: E402
 

@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from results_md import free_port, git_commit, replace_section  # noqa: E402  (benchmarks/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -47,12 +46,6 @@ RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 START, END = "<!-- plan_latency:start -->", "<!-- plan_latency:end -->"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def stats(samples_ms: list[float]) -> dict[str, float]:
     a = np.asarray(samples_ms)
     return {
@@ -61,17 +54,6 @@ def stats(samples_ms: list[float]) -> dict[str, float]:
         "mean_ms": round(float(a.mean()), 3),
         "n": int(a.size),
     }
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
-        )
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def prepare_tile(path: Path | None, workdir: Path) -> tuple[Path, str]:

@@ -30,7 +30,6 @@ import os
 import platform
 import resource
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from results_md import free_port, git_commit, replace_section  # noqa: E402  (benchmarks/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -279,12 +278,6 @@ def _wait_for_workers(settings, n: int) -> None:
     raise RuntimeError(f"{n} workers did not answer within 120 s")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 CASES = {
     "floor": case_floor,
     "decode": case_decode,
@@ -301,10 +294,6 @@ def run_case(name: str, args: argparse.Namespace, **extra: str) -> dict:
         cmd += [f"--{k}", v]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def git_commit() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
 
 
 def main() -> int:

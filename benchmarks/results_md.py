@@ -1,8 +1,31 @@
-"""Each benchmark owns one delimited section of benchmarks/RESULTS.md and rewrites only that."""
+"""What every benchmark shares: its own delimited section of benchmarks/RESULTS.md, the commit
+it measured, and a free local port for the servers it starts."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    """HEAD, with ``-dirty`` when tracked files differ from it: results name the code they measured."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        )
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def replace_section(path: Path, start: str, end: str, section: str) -> None:
