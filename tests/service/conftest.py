@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import BANDS, REDIS_ENV, REPO, geotiff_bytes, lr_array, random_bundle
+from service_helpers import BANDS, REDIS_ENV, REPO, geotiff_bytes, lr_array, random_bundle, stop_process
 
 from models.checkpoint import save_bundle
 from service.app import create_app
@@ -103,12 +103,7 @@ def celery_worker(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -
         _wait_for_worker(redis_url, queue, process, log)
         yield CeleryWorker(redis_url, queue, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _settings(mode: str, request: pytest.FixtureRequest, tmp_path: Path, bundle_path: Path, **overrides) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +86,14 @@ def patch_bounds(pid: int, rows: int = 4, cols: int = 4) -> tuple[float, float, 
     r, c = divmod(pid, cols)
     pw, ph = (TILE_BOUNDS[2] - X0) / cols, (Y1 - TILE_BOUNDS[1]) / rows
     return (X0 + c * pw, Y1 - (r + 1) * ph, X0 + (c + 1) * pw, Y1 - r * ph)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate a server or worker started by a test; kill it if it has not exited within 15 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

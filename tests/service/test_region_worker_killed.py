@@ -19,7 +19,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from region_helpers import FREE_PRICING, geojson_text, tiles_box, wait_done, write_scene
-from service_helpers import REDIS_ENV, REPO
+from service_helpers import REDIS_ENV, REPO, stop_process
 
 from service.app import create_app
 from service.settings import Settings
@@ -36,16 +36,6 @@ def start_worker(env: dict[str, str], log) -> subprocess.Popen:
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"kill-{uuid.uuid4().hex[:6]}@%h",
     ]  # fmt: skip
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_a_job_survives_a_worker_killed_mid_job(tmp_path, bundle_path):
@@ -109,6 +99,6 @@ def test_a_job_survives_a_worker_killed_mid_job(tmp_path, bundle_path):
     finally:
         for process in (first, second):
             if process is not None:
-                stop(process)
+                stop_process(process)
         log.close()
         r.close()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import _wait_for_worker
 from fastapi.testclient import TestClient
-from service_helpers import REPO, geotiff_bytes, lr_array
+from service_helpers import REPO, geotiff_bytes, lr_array, stop_process
 
 from service.app import create_app
 from service.settings import Settings
@@ -90,12 +90,7 @@ class Worker:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
             self.process = None
 
 
