@@ -14,6 +14,7 @@ import logging
 import queue
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,7 @@ from worker.estimates import (
     cancel,
     new_job,
     progress,
+    stalled,
 )
 
 log = logging.getLogger(__name__)
@@ -159,16 +161,37 @@ class EstimateService:
             return
         from kombu.exceptions import OperationalError
 
-        from worker.app import TASK_NAMES
-
         try:
-            self.celery_app.send_task(TASK_NAMES["estimate_start"], args=[job_id, self.settings.redis_prefix])
+            self._send_start(job_id)
         except OperationalError as exc:
             self.store.update(job_id, state="failed", error={"code": "broker_unavailable", "detail": str(exc)})
             raise BrokerUnavailableError(f"the task queue (Redis) is unreachable: {exc}") from exc
 
+    def _send_start(self, job_id: str) -> None:
+        from worker.app import TASK_NAMES
+
+        self.celery_app.send_task(TASK_NAMES["estimate_start"], args=[job_id, self.settings.redis_prefix])
+
+    def _restart_if_stalled(self, job: dict[str, Any]) -> None:
+        """Celery: send a stalled job's start task again; it sends the chunks still missing."""
+        if self.celery_app is None or not stalled(job, self.settings.estimate_stall_s):
+            return
+        from kombu.exceptions import OperationalError
+
+        log.warning(
+            "estimate %s made no progress for %.0f s (PATCHDROP_ESTIMATE_STALL_S): sending its missing chunks again",
+            job["id"],
+            self.settings.estimate_stall_s,
+        )
+        self.store.update(job["id"], touched=time.time())  # one resend per stall period, whoever polls
+        try:
+            self._send_start(job["id"])
+        except OperationalError:  # the job stays as it is; the next poll after the stall period tries again
+            log.exception("could not resend estimate %s", job["id"])
+
     def get(self, job_id: str, *, tenant: str) -> dict[str, Any]:
         job = self._job(job_id, tenant)
+        self._restart_if_stalled(job)
         return {
             "id": job["id"],
             "kind": "estimate",

@@ -93,6 +93,12 @@ class Settings(WorkerSettings):
     estimate_chunk_tiles: int = Field(
         default=4096, ge=1, description="Tiles per region-estimate chunk (one Celery task each)."
     )
+    estimate_stall_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Celery mode: an estimate with no chunk stored for this long has its missing chunks sent "
+        "again when it is polled (a worker killed at the wrong moment can lose a task; resending is harmless).",
+    )
     environment: Literal["development", "production"] = Field(
         default="development",
         description="production refuses to start without API keys (docker-compose.yml runs in production).",

@@ -79,4 +79,3 @@ class DynamicBatcher(Generic[X, Y]):
             future.set_result(self._fn([item])[0])
         except BaseException as exc:
             future.set_exception(exc)
-

@@ -11,13 +11,18 @@ timeout) without changing the outcome:
 - ``finish`` merges once every chunk is stored (whoever stores the last one).
 
 A worker killed mid-chunk leaves that chunk's task unacknowledged; Redis hands
-it to the next worker and the job completes with the same result.
+it to the next worker and the job completes with the same result. A worker
+killed between taking a task off the queue and recording it as unacknowledged
+loses that task (Redis's BRPOP is not atomic with the bookkeeping): the job's
+``touched`` time then stops moving, and ``stalled`` tells the API to send the
+job's start task again, which sends the chunks still missing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any, Protocol
@@ -150,7 +155,10 @@ class RedisEstimateStore:
         self._redis.hset(self._key(job_id), mapping={k: json.dumps(v) for k, v in fields.items()})
 
     def put_chunk(self, job_id: str, index: int, chunk: dict[str, Any]) -> None:
-        self._redis.hset(self._key(job_id, ":chunks"), str(index), json.dumps(chunk))
+        pipe = self._redis.pipeline()
+        pipe.hset(self._key(job_id, ":chunks"), str(index), json.dumps(chunk))
+        pipe.hset(self._key(job_id), "touched", json.dumps(time.time()))  # progress, for ``stalled``
+        pipe.execute()
 
     def chunk_indexes(self, job_id: str) -> set[int]:
         return {int(k) for k in self._redis.hkeys(self._key(job_id, ":chunks"))}
@@ -183,6 +191,7 @@ def new_job(payload: EstimatePayload) -> dict[str, Any]:
         "kind": "estimate",
         "state": "queued",
         "created": now(),
+        "touched": time.time(),  # last progress (epoch s): a job whose tasks were lost stops moving it
         "finished": None,
         "error": None,
         "request": payload.model_dump(),
@@ -221,7 +230,7 @@ def start(job_id: str, store: EstimateStore, registry: Any) -> list[int]:
         spec = job["spec"]
         if spec is None:
             spec = build_spec(EstimatePayload.model_validate(job["request"]), registry).to_dict()
-            store.update(job_id, spec=spec, state="running")
+            store.update(job_id, spec=spec, state="running", touched=time.time())
         n = RegionSpec.from_dict(spec).n_chunks
         done = store.chunk_indexes(job_id)
         return [i for i in range(n) if i not in done]
@@ -320,6 +329,11 @@ def finish(job_id: str, store: EstimateStore) -> dict[str, Any] | None:
     if (store.get(job_id) or {}).get("state") == "running":  # not cancelled while merging
         store.update(job_id, state="succeeded", finished=now(), result=result)
     return result
+
+
+def stalled(job: dict[str, Any], stall_s: float) -> bool:
+    """An unfinished job with no progress for ``stall_s`` seconds (jobs stored before ``touched`` count as stalled)."""
+    return job["state"] in ACTIVE and time.time() - float(job.get("touched") or 0.0) >= stall_s
 
 
 def cancel(job_id: str, store: EstimateStore) -> dict[str, Any]:
