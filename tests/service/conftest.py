@@ -8,10 +8,8 @@ skipped without it.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +18,15 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import BANDS, REDIS_ENV, REPO, geotiff_bytes, lr_array, random_bundle, stop_process
+from service_helpers import (
+    BANDS,
+    REDIS_ENV,
+    geotiff_bytes,
+    lr_array,
+    random_bundle,
+    start_celery_worker,
+    stop_process,
+)
 
 from models.checkpoint import save_bundle
 from service.app import create_app
@@ -84,21 +90,9 @@ def celery_worker(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -
         pytest.skip(f"Celery mode needs a Redis server: set {REDIS_ENV} (.ci/run does)")
     queue = f"patchdrop-test-{uuid.uuid4().hex[:8]}"
     log = tmp_path_factory.mktemp("celery") / "worker.log"
-    env = {
-        **os.environ,
-        "PATCHDROP_REDIS_URL": redis_url,
-        "PATCHDROP_QUEUE": queue,
-        "PATCHDROP_MODELS": json.dumps({"default": str(bundle_path), "broken": str(bundle_path.parent / "no.pt")}),
-        "PATCHDROP_DEVICE": "cpu",
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-    }
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo", "--loglevel=INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{queue}@%h",
-    ]  # fmt: skip
+    models = {"default": str(bundle_path), "broken": str(bundle_path.parent / "no.pt")}
     with log.open("w") as out:
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = start_celery_worker(redis_url, queue, models, out, name=queue)
     try:
         _wait_for_worker(redis_url, queue, process, log)
         yield CeleryWorker(redis_url, queue, process)

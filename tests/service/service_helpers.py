@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -97,3 +101,24 @@ def stop_process(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def start_celery_worker(
+    redis_url: str, queue: str, models: dict[str, str], out: IO, name: str, **env: str
+) -> subprocess.Popen:
+    """A real ``celery worker --pool=solo`` on ``queue``, CPU, one torch thread; ``env`` adds PATCHDROP_* settings."""
+    environ = {
+        **os.environ,
+        "PATCHDROP_REDIS_URL": redis_url,
+        "PATCHDROP_QUEUE": queue,
+        "PATCHDROP_MODELS": json.dumps(models),
+        "PATCHDROP_DEVICE": "cpu",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        **env,
+    }
+    cmd = [
+        sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo", "--loglevel=INFO",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h",
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=REPO, env=environ, stdout=out, stderr=subprocess.STDOUT)

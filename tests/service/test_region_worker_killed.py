@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from region_helpers import FREE_PRICING, geojson_text, tiles_box, wait_done, write_scene
-from service_helpers import REDIS_ENV, REPO, stop_process
+from service_helpers import REDIS_ENV, start_celery_worker, stop_process
 
 from service.app import create_app
 from service.settings import Settings
@@ -38,17 +37,15 @@ ROWS = 30  # tile rows, one chunk each: enough that the first worker is killed w
 class Setup:
     root: Path
     region: str
-    env: dict[str, str]
     settings: Settings
     redis: redis.Redis
     log_path: Path
 
     def start_worker(self, log) -> subprocess.Popen:
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo", "--loglevel=INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"kill-{uuid.uuid4().hex[:6]}@%h",
-        ]  # fmt: skip
-        return subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        s = self.settings
+        models = {k: str(v) for k, v in s.models.items()}
+        name = f"kill-{uuid.uuid4().hex[:6]}"
+        return start_celery_worker(s.redis_url, s.queue, models, log, name, PATCHDROP_VISIBILITY_TIMEOUT_S="2")
 
     def submit(self, api: TestClient) -> str:
         form = {"region": self.region, "region_crs": "EPSG:32618", "raster_ref": "scene.tif"}
@@ -84,22 +81,12 @@ def setup(tmp_path, bundle_path):
     write_scene(root / "scene.tif", width=160, height=16 * ROWS)
     queue, prefix = f"kill-{uuid.uuid4().hex[:8]}", f"kill-{uuid.uuid4().hex[:8]}"
     models = {"default": str(bundle_path)}
-    env = {
-        **os.environ,
-        "PATCHDROP_REDIS_URL": redis_url,
-        "PATCHDROP_QUEUE": queue,
-        "PATCHDROP_MODELS": json.dumps(models),
-        "PATCHDROP_DEVICE": "cpu",
-        "PATCHDROP_VISIBILITY_TIMEOUT_S": "2",
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-    }
     settings = Settings(
         redis_url=redis_url, queue=queue, redis_prefix=prefix, models=models, preload_models=False,
         device="cpu", data_root=root, estimate_chunk_tiles=10, estimate_stall_s=3,
     )  # fmt: skip
     r = redis.Redis.from_url(redis_url)
-    yield Setup(root, geojson_text(tiles_box(0, 0, 10, ROWS)), env, settings, r, tmp_path / "workers.log")
+    yield Setup(root, geojson_text(tiles_box(0, 0, 10, ROWS)), settings, r, tmp_path / "workers.log")
     r.close()
 
 

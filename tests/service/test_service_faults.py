@@ -7,12 +7,9 @@ and start both; they are skipped where ``redis-server`` is not installed.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import _wait_for_worker
 from fastapi.testclient import TestClient
-from service_helpers import REPO, geotiff_bytes, lr_array, stop_process
+from service_helpers import geotiff_bytes, lr_array, start_celery_worker, stop_process
 
 from service.app import create_app
 from service.settings import Settings
@@ -71,21 +68,9 @@ class Worker:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = {
-            **os.environ,
-            "PATCHDROP_REDIS_URL": self.redis_url,
-            "PATCHDROP_QUEUE": self.queue,
-            "PATCHDROP_MODELS": json.dumps({"default": str(self.bundle_path)}),
-            "PATCHDROP_DEVICE": "cpu",
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1",
-        }
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo", "--loglevel=INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{self.queue}@%h",
-        ]  # fmt: skip
+        models = {"default": str(self.bundle_path)}
         with self.log.open("a") as out:
-            self.process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.process = start_celery_worker(self.redis_url, self.queue, models, out, name=self.queue)
         _wait_for_worker(self.redis_url, self.queue, self.process, self.log)
 
     def stop(self) -> None:
