@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from region_helpers import write_scene
 from service_helpers import (
     BANDS,
     REDIS_ENV,
@@ -43,6 +44,15 @@ def bundle_meta(bundle_path: Path) -> dict:
     from models.checkpoint import load_bundle
 
     return load_bundle(bundle_path).metadata
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    """A data root holding one generated scene, ``scene.tif``, for region estimates by reference."""
+    root = tmp_path / "scenes"
+    root.mkdir()
+    write_scene(root / "scene.tif")
+    return root
 
 
 @pytest.fixture

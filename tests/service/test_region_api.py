@@ -10,14 +10,6 @@ from service_helpers import BUY
 
 
 @pytest.fixture
-def data_root(tmp_path):
-    root = tmp_path / "scenes"
-    root.mkdir()
-    write_scene(root / "scene.tif")
-    return root
-
-
-@pytest.fixture
 def api(make_client, data_root, tmp_path):
     return make_client(data_root=data_root, upload_dir=tmp_path / "uploads", estimate_chunk_tiles=10)
 

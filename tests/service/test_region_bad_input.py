@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from region_helpers import FREE_PRICING, geojson_text, tiles_box, wait_done, write_scene
+from region_helpers import FREE_PRICING, geojson_text, tiles_box, wait_done
 
 
 @pytest.fixture
-def api(make_client, tmp_path):
-    root = tmp_path / "scenes"
-    root.mkdir()
-    write_scene(root / "scene.tif")
-    return make_client(data_root=root, upload_dir=tmp_path / "uploads")
+def api(make_client, data_root, tmp_path):
+    return make_client(data_root=data_root, upload_dir=tmp_path / "uploads")
 
 
 def post(api, region: str):

@@ -7,19 +7,11 @@ import json
 
 import pytest
 import shapely
-from region_helpers import FREE_PRICING, geojson_text, tiles_box, wait_done, write_scene
+from region_helpers import FREE_PRICING, geojson_text, tiles_box, wait_done
 
 from models.footprints import geodesic_area_km2
 
 REGION = geojson_text(tiles_box(0, 0, 10, 10))  # 100 tiles
-
-
-@pytest.fixture
-def data_root(tmp_path):
-    root = tmp_path / "scenes"
-    root.mkdir()
-    write_scene(root / "scene.tif")
-    return root
 
 
 def post(client, region: str = REGION, crs: str | None = "EPSG:32618"):
