@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export PATH="$(bash scripts/venv_path.sh)/bin:$PATH"
 bash scripts/serve_and_plan.sh models/assets/sample_lr_tile.tif "$@"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Sets up the project and runs the test suite (CPU only, no network).
+# Sets up the project (scripts/setup.sh) and runs the linter and the test suite (CPU, no network)
+# in its virtual environment. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-python3 -m ruff check --quiet .
-python3 -m pytest -q "$@"
+venv="$(bash scripts/venv_path.sh)"
+export PATH="$venv/bin:$PATH"
+python -m ruff check --quiet .
+python -m pytest -q "$@"

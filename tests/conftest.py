@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -7,6 +8,22 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+
+# The only reasons a test may be skipped in CI (CI=true): hardware or an OS feature the machine
+# lacks. A missing service (Redis, a worker) is a broken CI machine, so it fails the run.
+ALLOWED_CI_SKIPS = ("needs a CUDA GPU", "needs an OS feature")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI", "").lower() != "true" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not reason.removeprefix("Skipped: ").startswith(ALLOWED_CI_SKIPS):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true allows skips only for {ALLOWED_CI_SKIPS}; this one was: {reason}"
 
 
 def write_geotiff(

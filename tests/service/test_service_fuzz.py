@@ -4,7 +4,8 @@ Runs in process against the embedded app configured as in production (API keys o
 carries a valid key, so it reaches the routes rather than stopping at 401). The Celery mode
 shares the routes, schemas and error table; its outages are covered by test_service_faults.py.
 A fixed example budget per operation keeps the suite fast. Set ``PATCHDROP_FUZZ_EXAMPLES`` for a longer run; the
-number of cases tried is printed (``-s``) and asserted to be non-trivial.
+number of cases tried is printed (``-s``) and asserted: every documented operation that takes input gets at least
+``PATCHDROP_FUZZ_EXAMPLES`` cases (a schema or strategy that stops generating fails the run).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from service.settings import Settings
 
 EXAMPLES = int(os.environ.get("PATCHDROP_FUZZ_EXAMPLES", "40"))
 TRIED: Counter[str] = Counter()
+DOCUMENTED: dict[str, bool] = {}  # "METHOD /path" -> whether it takes parameters or a body
 STATUSES: Counter[int] = Counter()
 KEY = new_key()
 
@@ -51,7 +53,11 @@ schema = schemathesis.pytest.from_fixture("fuzz_schema")
 
 @pytest.fixture(scope="module")
 def fuzz_schema():
-    return schemathesis.openapi.from_asgi("/openapi.json", _app())
+    app = _app()
+    for path, item in app.openapi()["paths"].items():
+        for method, operation in item.items():
+            DOCUMENTED[f"{method.upper()} {path}"] = bool(operation.get("parameters") or operation.get("requestBody"))
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,6 +66,11 @@ def report_cases():
     total = sum(TRIED.values())
     print(f"\nschemathesis: {total} cases over {len(TRIED)} operations, statuses {dict(sorted(STATUSES.items()))}")
     print(f"cases per operation: {dict(sorted(TRIED.items()))}")
+    assert DOCUMENTED, "the OpenAPI schema lists no operations"
+    missing = [op for op in DOCUMENTED if TRIED[op] == 0]
+    assert not missing, f"no cases generated for {missing}"
+    short = {op: TRIED[op] for op, takes_input in DOCUMENTED.items() if takes_input and TRIED[op] < EXAMPLES}
+    assert not short, f"fewer than {EXAMPLES} cases for operations that take input: {short}"
 
 
 @schema.parametrize()

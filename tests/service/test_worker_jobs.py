@@ -62,9 +62,8 @@ def test_job_errors_are_domain_errors(registry):
     assert out["patches_used"] == 0 and np.isclose(sum(out["probabilities"].values()), 1, atol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["embedded"])
 def test_a_job_interrupted_by_a_restart_reads_as_failed(client, mode):
-    if mode != "embedded":
-        pytest.skip("embedded mode only")
     store = client.app.state.plans.store
     store.put_job({"id": "j1", "kind": "plan", "state": "running", "plan_id": "p1", "created": "x",
                    "finished": None, "error": None, "result": None})  # fmt: skip
@@ -72,10 +71,9 @@ def test_a_job_interrupted_by_a_restart_reads_as_failed(client, mode):
     assert job["state"] == "failed" and job["error"]["code"] == "job_failed"
 
 
+@pytest.mark.parametrize("mode", ["celery"])  # embedded jobs finish inside their request
 def test_a_job_not_done_in_time_answers_202_and_is_finished_by_polling(make_client, mode, lr_tile, registry):
     """No worker consumes this queue, so the request gives up waiting; then the result arrives."""
-    if mode != "celery":
-        pytest.skip("Celery mode only: embedded jobs finish inside their request")
     import redis
 
     queue = f"nobody-{uuid.uuid4().hex[:8]}"
