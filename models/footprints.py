@@ -15,7 +15,7 @@ import shapely
 from pyproj import CRS, Geod, Transformer
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
-from shapely.geometry import box, mapping
+from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from models.errors import InvalidRasterError
@@ -106,10 +106,6 @@ def metric_crs(crs: str, geom: BaseGeometry) -> str:
         return crs
     centre = transform_geometry(geom.centroid, crs, WGS84)
     return _utm_for(round(centre.x, 3), round(centre.y, 3))
-
-
-def boxes(bounds: Sequence[Bounds]) -> list[shapely.Polygon]:
-    return [box(*b) for b in bounds]
 
 
 def area_km2(geom: BaseGeometry) -> float:

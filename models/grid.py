@@ -97,7 +97,3 @@ def mask_images(
     if fill.shape != hr.shape:
         raise GridError(f"fill shape {tuple(fill.shape)} differs from image shape {tuple(hr.shape)}")
     return fill + (hr - fill) * mask
-
-
-def fill_for(lr: torch.Tensor, hr_size: tuple[int, int], mode: FillMode) -> torch.Tensor | None:
-    return upsample(lr, hr_size) if mode == "lr" else None

@@ -15,7 +15,7 @@ import torch
 from models.checkpoint import ModelBundle
 from models.errors import BudgetError, InvalidRasterError, WrongBandCountError
 from models.grid import mask_images, upsample
-from models.policy import budgeted_greedy_actions, topk_actions
+from models.policy import budgeted_greedy_actions
 from models.reward import two_stream_probs
 
 
@@ -135,11 +135,6 @@ def classify(
             )
         )
     return out
-
-
-def topk_ids(probs: list[float], k: int) -> list[int]:
-    actions = topk_actions(torch.tensor([probs]), k)[0]
-    return [int(i) for i in torch.nonzero(actions).flatten()]
 
 
 @torch.inference_mode()

@@ -22,7 +22,6 @@ class Store(Protocol):
     def get_artifacts(self, plan_id: str) -> dict[str, Any]: ...
     def put_job(self, job: dict[str, Any]) -> None: ...
     def get_job(self, job_id: str) -> dict[str, Any]: ...
-    def ping(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -84,10 +83,6 @@ class SQLiteStore(SQLiteFile):
             raise _job_missing(job_id)
         return json.loads(row[0])
 
-    def ping(self) -> bool:
-        self._conn().execute("SELECT 1").fetchone()
-        return True
-
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:
@@ -136,9 +131,6 @@ class RedisStore:
         if raw is None:
             raise _job_missing(job_id)
         return json.loads(raw)
-
-    def ping(self) -> bool:
-        return bool(self._redis.ping())
 
     def close(self) -> None:
         self._redis.close()

@@ -291,10 +291,10 @@ def run_chunks(
     job = _job(store, job_id)
     if job["state"] in FINAL or job["spec"] is None:
         return job.get("result")
-    spec = RegionSpec.from_dict(job["spec"])
-    req = EstimatePayload.model_validate(job["request"])
 
     def work() -> dict[str, Any] | None:
+        spec = RegionSpec.from_dict(job["spec"])
+        req = EstimatePayload.model_validate(job["request"])
         done = store.chunk_indexes(job_id)
         todo = [i for i in indexes if i not in done]
         if todo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,8 @@ from models.errors import CheckpointError
 from models.inference import PatchDecision, decide_patches
 from worker.batching import DynamicBatcher
 from worker.errors import UnknownModelError
+
+log = logging.getLogger(__name__)
 
 # Metadata worth showing to API users; weights statistics and the like stay inside.
 PUBLIC_METADATA = (
@@ -113,12 +116,12 @@ class ModelRegistry:
             batcher.close()
 
     def preload(self) -> None:
-        """Load every bundle that loads; failures surface when the model is asked for."""
+        """Load every bundle that loads; a failure is logged now and answered when the model is asked for."""
         for model_id in self.checkpoints:
             try:
                 self.get(model_id)
-            except CheckpointError:
-                pass
+            except CheckpointError as exc:
+                log.error("model %r (%s) does not load: %s", model_id, self.checkpoints[model_id], exc.message)
 
     def describe(self) -> list[dict[str, Any]]:
         out = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -307,7 +306,3 @@ def hard_positive_finetune(ctx: Context, policy: nn.Module, use_policy: bool) ->
         cfg.finetune_cls_lr,
         evaluate=lambda: {"acc": accuracy(ctx, net, ctx.splits.val, lambda b: b.hr)},  # full images, as the paper tests
     )
-
-
-def clone_bundle(bundle: ModelBundle) -> ModelBundle:
-    return copy.deepcopy(bundle)

@@ -159,3 +159,22 @@ def test_select_patches_caps_to_the_most_probable_eligible_patches():
     assert chosen.tolist() == [0b0110, 0b0011]
     fixed = fixed_h_patches(chosen, eligible, (5, 6, 9, 10, 13, 14, 1, 2, 0, 3, 4, 7, 8, 11, 15, 12))
     assert fixed.tolist() == [(1 << 5) | (1 << 6), (1 << 5) | (1 << 6)]
+
+
+def test_a_request_that_no_longer_validates_fails_the_job_instead_of_leaving_it_running(store, registry, scene):
+    job_id = submit(store, scene, tiles_box(0, 0, 4, 4))
+    todo = estimates.start(job_id, store, registry)
+    job = store.get(job_id)
+    store.update(job_id, request={**job["request"], "max_patches": -3})  # e.g. written by an older release
+    with pytest.raises(Exception):  # noqa: B017 - the task fails; the job record says why
+        estimates.run_chunks(job_id, todo, store, registry)
+    job = store.get(job_id)
+    assert job["state"] == "failed" and job["finished"] and "max_patches" in job["error"]["detail"]
+
+
+def test_preloading_logs_a_bundle_that_does_not_load(bundle_path, tmp_path, caplog):
+    registry = ModelRegistry({"default": str(bundle_path), "broken": str(tmp_path / "missing.pt")}, "default", "cpu")
+    with caplog.at_level("ERROR", logger="worker.registry"):
+        registry.preload()
+    assert any("'broken'" in r.getMessage() and "missing.pt" in r.getMessage() for r in caplog.records)
+    assert [m["loaded"] for m in registry.describe()] == [False, True]  # broken, default (sorted by id)
