@@ -131,18 +131,19 @@ def case_decode(args: argparse.Namespace) -> dict:
 
 def case_embedded(args: argparse.Namespace) -> dict:
     from worker import estimates
+    from worker.jobstore import SQLiteJobStore
     from worker.payloads import PricingPayload
     from worker.registry import ModelRegistry
 
     registry = ModelRegistry({"default": str(args.checkpoint)}, "default", "cpu", args.threads)
     registry.get()  # model loading is start-up, not the estimate
     with tempfile.TemporaryDirectory() as tmp:
-        store = estimates.SQLiteEstimateStore(Path(tmp) / "estimates.sqlite3")
+        store = SQLiteJobStore(Path(tmp) / "estimates.sqlite3")
         payload = estimates.EstimatePayload(
             job_id="bench", source=str(args.scene), source_name=args.scene.name, region=scene_region(args.scene),
             pricing=PricingPayload(price_per_km2=20, min_area_km2=1, min_width_m=500, min_order_charge=100),
         )  # fmt: skip
-        store.create(estimates.new_job(payload))
+        store.create(estimates.new_estimate_job(payload, "public"))
         t0 = time.perf_counter()
         todo = estimates.start("bench", store, registry)
         t1 = time.perf_counter()

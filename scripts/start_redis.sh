@@ -18,7 +18,7 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
   || fail "'$server' did not start on 127.0.0.1:$port: $(tail -n 3 "$dir/redis.start.log" "$dir/redis.log" 2>/dev/null)"
 
 pong() {
-  exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null || return 1
+  { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
   printf 'PING\r\n' >&3
   local reply=""
   read -r -t 1 reply <&3 || true

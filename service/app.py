@@ -14,26 +14,22 @@ from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import register_error_handlers
+from service.estimates import EstimateService
 from service.executor import make_executor
+from service.jobs import JobService
 from service.plans import PlanService
 from service.routes import estimates, health, jobs, models, plans
 from service.security import authenticate
 from service.settings import Settings, get_settings
-from service.store import RedisStore, SQLiteStore, Store
+from service.store import open_plan_store
 from service.timeouts import RequestTimeoutMiddleware
 from service.uploads import UploadLimitMiddleware
 
 
-def open_store(settings: Settings) -> Store:
-    if settings.redis_url:
-        return RedisStore(settings.redis_url, settings.redis_prefix)
-    return SQLiteStore(settings.db_path)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    store = open_store(settings)
-    executor = make_executor(settings)
+    executor = make_executor(settings)  # the one choice between embedded and Celery; it holds the job store
+    store = open_plan_store(settings.redis_url, settings.redis_prefix, settings.db_path)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,10 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.plans = PlanService(settings, store, executor)
+    app.state.estimates = EstimateService(settings, executor)
+    app.state.jobs = JobService(executor.jobs, app.state.plans, app.state.estimates)
     register_error_handlers(app)
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s)  # outermost
-    estimates.install(app, settings)  # before the jobs router: it serves estimate job ids
-    for module in (health, models, plans, jobs):
+    for module in (health, models, plans, estimates, jobs):
         app.include_router(module.router)
+    executor.resume()  # embedded: estimates a previous run left unfinished carry on
     return app

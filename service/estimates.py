@@ -1,19 +1,18 @@
-"""Region cost estimates at the HTTP edge: accept a request, resolve its raster, run or dispatch the job.
+"""Region cost estimates at the HTTP edge: accept a request, resolve its raster, record and start the job.
 
-Embedded: one background thread runs the jobs in this process, one at a time,
-chunk results in SQLite (a job interrupted by a restart resumes when the app
-starts again). Celery: ``patchdrop.estimate_start`` fixes the tile grid on a
-worker and fans out one ``patchdrop.estimate_chunk`` task per chunk; chunk
-results and the job live in Redis, so any number of workers share a job.
-This module loads no torch: the embedded thread imports the task code lazily.
+The executor runs it: embedded, one background thread in this process, chunk
+results in SQLite (a job interrupted by a restart resumes when the app starts
+again); with Celery, ``patchdrop.estimate_start`` fixes the tile grid on a
+worker and fans out one ``patchdrop.estimate_chunk`` task per chunk, chunk
+results and the job in Redis, so any number of workers share a job.
+This module loads no torch.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import queue
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,23 +31,15 @@ from service.errors import (
     SourceNotAllowedError,
     SourceNotFoundError,
 )
-from service.security import owned, stamp
+from service.executor import Executor
+from service.security import owned
 from service.settings import Settings
-from worker.estimates import (
-    EstimatePayload,
-    EstimateStore,
-    RedisEstimateStore,
-    SQLiteEstimateStore,
-    cancel,
-    new_job,
-    progress,
-    stalled,
-)
+from worker.estimates import EstimatePayload, new_estimate_job, progress, stalled
+from worker.jobstore import Job, JobState, error_body, now
 
 log = logging.getLogger(__name__)
 
 ID_PREFIX = "est_"
-ID_REGEX = "est_[0-9a-f]{32}"  # estimate job ids: routes match them apart from plan jobs
 URL_SCHEMES = ("http", "https", "s3")
 
 
@@ -78,20 +69,10 @@ def resolve_source(ref: str, settings: Settings) -> str:
 
 
 class EstimateService:
-    def __init__(self, settings: Settings, registry: Any = None, celery_app: Any = None) -> None:
+    def __init__(self, settings: Settings, executor: Executor) -> None:
         self.settings = settings
-        self.celery_app = celery_app
-        self._registry = registry  # embedded: a callable returning the app's model registry
-        self.store: EstimateStore
-        if settings.redis_url:
-            self.store = RedisEstimateStore(settings.redis_url, settings.redis_prefix)
-        else:
-            self.store = SQLiteEstimateStore(settings.db_path)
-        self._queue: queue.Queue[str] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    # --- requests ---------------------------------------------------------------------------
+        self.executor = executor
+        self.jobs = executor.jobs
 
     def submit(
         self,
@@ -106,8 +87,8 @@ class EstimateService:
         cloud_threshold: float | None = None,
         pricing: dict[str, Any] | None = None,
         tenant: str,
-    ) -> dict[str, Any]:
-        """Validate, record and start a job; returns the job at once (the work runs elsewhere)."""
+    ) -> str:
+        """Validate, record and start a job; returns its id at once (the work runs elsewhere)."""
         geom, geom_crs = parse_region(region, region_crs)  # refuse a bad region now, not in the job
         area = geodesic_area_km2(geom, geom_crs)
         if area > self.settings.max_region_km2:
@@ -128,7 +109,7 @@ class EstimateService:
             job_id=job_id,
             source=source,
             source_name=name,
-            region=_as_json(region),
+            region=json.loads(region),
             region_crs=region_crs,
             model=model,
             tile_size_m=tile_size_m,
@@ -139,9 +120,13 @@ class EstimateService:
             pricing={**self.settings.pricing.payload().model_dump(), **(pricing or {})},
             redis_prefix=self.settings.redis_prefix,
         )
-        self.store.create(stamp(new_job(payload), tenant))
-        self._dispatch(job_id)
-        return self.get(job_id, tenant=tenant)
+        self.jobs.create(new_estimate_job(payload, tenant))
+        try:
+            self.executor.start_estimate(job_id)
+        except BrokerUnavailableError as exc:
+            self.jobs.update(job_id, state=JobState.FAILED.value, finished=now(), error=error_body(exc))
+            raise
+        return job_id
 
     def _save_upload(self, job_id: str, fileobj: IO[bytes]) -> Path:
         folder = self.settings.upload_dir
@@ -154,127 +139,37 @@ class EstimateService:
             raise MissingUploadError("the uploaded raster is empty (0 bytes)")
         return path
 
-    def _dispatch(self, job_id: str) -> None:
-        if self.celery_app is None:
-            self._queue.put(job_id)
-            self._ensure_thread()
+    def restart_if_stalled(self, job: Job) -> None:
+        """Send a stalled job's start task again, where tasks can be lost; it sends the chunks still missing."""
+        if not self.executor.resends_lost_tasks or not stalled(job, self.settings.estimate_stall_s):
             return
-        from kombu.exceptions import OperationalError
-
-        try:
-            self._send_start(job_id)
-        except OperationalError as exc:
-            self.store.update(job_id, state="failed", error={"code": "broker_unavailable", "detail": str(exc)})
-            raise BrokerUnavailableError(f"the task queue (Redis) is unreachable: {exc}") from exc
-
-    def _send_start(self, job_id: str) -> None:
-        from worker.app import TASK_NAMES
-
-        self.celery_app.send_task(TASK_NAMES["estimate_start"], args=[job_id, self.settings.redis_prefix])
-
-    def _restart_if_stalled(self, job: dict[str, Any]) -> None:
-        """Celery: send a stalled job's start task again; it sends the chunks still missing."""
-        if self.celery_app is None or not stalled(job, self.settings.estimate_stall_s):
-            return
-        from kombu.exceptions import OperationalError
-
         log.warning(
             "estimate %s made no progress for %.0f s (PATCHDROP_ESTIMATE_STALL_S): sending its missing chunks again",
             job["id"],
             self.settings.estimate_stall_s,
         )
-        self.store.update(job["id"], touched=time.time())  # one resend per stall period, whoever polls
+        self.jobs.update(job["id"], touched=time.time())  # one resend per stall period, whoever polls
         try:
-            self._send_start(job["id"])
-        except OperationalError:  # the job stays as it is; the next poll after the stall period tries again
+            self.executor.start_estimate(job["id"])
+        except BrokerUnavailableError:  # the job stays as it is; the next poll after the stall period tries again
             log.exception("could not resend estimate %s", job["id"])
 
-    def get(self, job_id: str, *, tenant: str) -> dict[str, Any]:
-        job = self._job(job_id, tenant)
-        self._restart_if_stalled(job)
-        return {
-            "id": job["id"],
-            "kind": "estimate",
-            "state": job["state"],
-            "created": job["created"],
-            "finished": job["finished"],
-            "progress": progress(job, self.store),
-            "error": job["error"],
-            "request": _request_summary(job["request"]),
-            "result": job["result"],
-            "links": _links(job),
-        }
-
-    def cancel(self, job_id: str, *, tenant: str) -> dict[str, Any]:
-        self._job(job_id, tenant)
-        cancel(job_id, self.store)
-        return self.get(job_id, tenant=tenant)
+    def progress(self, job: Job) -> dict[str, int]:
+        return progress(job, self.jobs)
 
     def tiles_geojson(self, job_id: str, *, tenant: str) -> Iterator[str]:
         """The per-tile plans as a FeatureCollection, streamed chunk by chunk from the store."""
-        job = self._job(job_id, tenant)
-        if job["state"] != "succeeded":
-            raise EstimateNotReadyError(f"estimate {job_id} is {job['state']}; the tiles are ready when it succeeds")
-        return feature_collection_chunks(RegionSpec.from_dict(job["spec"]), self.store.chunks(job_id))
+        job = self._succeeded(job_id, tenant, "tiles")
+        return feature_collection_chunks(RegionSpec.from_dict(job["spec"]), self.jobs.chunks(job_id))
 
     def order_geojson(self, job_id: str, *, tenant: str) -> dict[str, Any]:
-        job = self._job(job_id, tenant)
-        if job["state"] != "succeeded":
-            raise EstimateNotReadyError(f"estimate {job_id} is {job['state']}; the order is ready when it succeeds")
-        return job["result"]["order_geojson"]
+        return self._succeeded(job_id, tenant, "order")["result"]["order_geojson"]
 
-    def _job(self, job_id: str, tenant: str) -> dict[str, Any]:
-        job = self.store.get(job_id)
-        if job is None:
-            raise JobNotFoundError(f"no job with id {job_id!r}")
-        return owned(job, tenant, JobNotFoundError, "job")  # another tenant's job reads as missing
-
-    # --- the embedded runner ----------------------------------------------------------------
-
-    def resume(self) -> None:
-        """Embedded: queue the jobs a previous run of the app left unfinished (their stored chunks are kept)."""
-        if self.celery_app is None:
-            for job_id in self.store.active_jobs():
-                self._dispatch(job_id)
-
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                # A daemon: a job cut short by the process exiting resumes on the next start.
-                self._thread = threading.Thread(target=self._work, name="region-estimates", daemon=True)
-                self._thread.start()
-
-    def _work(self) -> None:
-        from worker.estimates import run_all
-
-        while True:
-            job_id = self._queue.get()
-            try:
-                run_all(job_id, self.store, self._registry())
-            except Exception:  # recorded on the job by run_all; the thread goes on with the next job
-                log.exception("region estimate %s failed", job_id)
-            finally:
-                self._queue.task_done()
-
-    def wait_idle(self) -> None:
-        """Block until the embedded queue is empty (the CLI and tests)."""
-        self._queue.join()
-
-
-def _as_json(region: str) -> dict[str, Any]:
-    import json
-
-    return json.loads(region)
-
-
-def _request_summary(request: dict[str, Any]) -> dict[str, Any]:
-    keys = ("source_name", "region_crs", "model", "tile_size_m", "max_patches", "cloud_threshold", "pricing")
-    return {k: request.get(k) for k in keys}
-
-
-def _links(job: dict[str, Any]) -> dict[str, str]:
-    base = f"/v1/jobs/{job['id']}"
-    links = {"self": base}
-    if job["state"] == "succeeded":
-        links.update(tiles=f"{base}/tiles.geojson", order=f"{base}/order.geojson")
-    return links
+    def _succeeded(self, job_id: str, tenant: str, what: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None or job["kind"] != "estimate":
+            raise JobNotFoundError(f"no estimate job with id {job_id!r}")
+        owned(job, tenant, JobNotFoundError, "job")  # type: ignore[arg-type]
+        if job["state"] != JobState.SUCCEEDED.value:
+            raise EstimateNotReadyError(f"estimate {job_id} is {job['state']}; the {what} is ready when it succeeds")
+        return job

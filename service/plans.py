@@ -1,42 +1,31 @@
-"""Plans, classifications and jobs: what the routes call.
+"""Plans and classifications: what the routes call.
 
-Every request that runs task code is a job, recorded before it is dispatched
-and updated when it ends, so ``GET /v1/jobs/{id}`` knows every id it ever gave
-out (Celery alone would report an unknown id as PENDING).
+Every request that runs task code is a job (``worker.jobstore``), recorded
+before it is dispatched and updated when it ends, so ``GET /v1/jobs/{id}``
+knows every id it ever gave out.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from models.errors import PatchDropError
 from models.preview import render_preview
-from service.errors import (
-    BrokerUnavailableError,
-    JobFailedError,
-    JobNotFoundError,
-    MissingUploadError,
-    PlanNotFoundError,
-)
+from service.errors import BrokerUnavailableError, JobFailedError, MissingUploadError, PlanNotFoundError
 from service.executor import Executor, JobPending
 from service.security import owned
 from service.settings import Settings
-from service.store import Store
+from service.store import PlanStore
+from worker.jobstore import ACTIVE, Job, JobKind, JobState, error_body, new_job, now
 from worker.payloads import ClassifyPayload, FilePayload, PlanPayload, b64encode, decode_array
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
 class Outcome:
     """Either the finished result or, when the worker has not answered in time, the pending job."""
 
-    job: dict[str, Any]
+    job: Job
     value: dict[str, Any] | None = None
 
     @property
@@ -45,70 +34,53 @@ class Outcome:
 
 
 class PlanService:
-    def __init__(self, settings: Settings, store: Store, executor: Executor) -> None:
+    def __init__(self, settings: Settings, store: PlanStore, executor: Executor) -> None:
         self.settings = settings
         self.store = store
         self.executor = executor
+        self.jobs = executor.jobs
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def _new_job(self, kind: str, plan_id: str, tenant: str) -> dict[str, Any]:
-        # Stored when it ends or outlives its request: until then no client knows its id.
-        return {
-            "id": uuid.uuid4().hex,
-            "tenant": tenant,
-            "kind": kind,
-            "state": "queued",
-            "plan_id": plan_id,
-            "created": _now(),
-            "finished": None,
-            "error": None,
-            "result": None,
-        }
-
-    def _run(self, job: dict[str, Any], payload: dict[str, Any]) -> Outcome:
+    def _run(self, kind: JobKind, plan_id: str, payload: dict[str, Any], tenant: str) -> Outcome:
+        # Recorded before dispatch: a request that dies mid-way leaves a job that reads as failed, not a 404.
+        job = new_job(kind, tenant, plan_id=plan_id)
+        self.jobs.create(job)
         try:
-            value = self.executor.run(job["kind"], payload, job["id"], self.settings.job_wait_s)
+            value = self.executor.run(kind, payload, job["id"], self.settings.job_wait_s)
         except JobPending as pending:
-            job["state"] = pending.state
-            self.store.put_job(job)
-            return Outcome(job)
+            self.jobs.update(job["id"], state=pending.state)
+            return Outcome({**job, "state": pending.state})
         except Exception as exc:
             self._fail(job, exc)
             raise
-        return Outcome(job, self._succeed(job, value))
+        return Outcome(self.jobs.get(job["id"]) or job, self._succeed(job, value))
 
-    def _succeed(self, job: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
-        job.update(state="succeeded", finished=_now())
+    def _succeed(self, job: Job, value: dict[str, Any]) -> dict[str, Any]:
         if job["kind"] == "plan":
             plan = {**value["plan"], "created": job["created"], "job_id": job["id"], "tenant": job["tenant"]}
-            self.store.put_plan(plan, value["artifacts"], job)
+            self.store.put_plan(plan, value["artifacts"])  # before the job says so: a succeeded job has its plan
+            self.jobs.update(job["id"], state=JobState.SUCCEEDED.value, finished=now())
             return plan
-        job["result"] = {**value, "job_id": job["id"]}
-        self.store.put_job(job)
-        return job["result"]
+        result = {**value, "job_id": job["id"]}
+        self.jobs.update(job["id"], state=JobState.SUCCEEDED.value, finished=now(), result=result)
+        return result
 
-    def _fail(self, job: dict[str, Any], exc: BaseException) -> None:
-        if isinstance(exc, PatchDropError):
-            error = {"code": exc.code, "detail": exc.message}
-        else:
-            error = {"code": "job_failed", "detail": f"the task failed: {type(exc).__name__}"}
-        job.update(state="failed", finished=_now(), error=error)
-        self.store.put_job(job)
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        self.jobs.update(job["id"], state=JobState.FAILED.value, finished=now(), error=error_body(exc, "the task"))
 
-    def get_job(self, job_id: str, *, tenant: str) -> dict[str, Any]:
-        """The tenant's job record; an unfinished one is first brought up to date from the executor."""
-        job = owned(self.store.get_job(job_id), tenant, JobNotFoundError, "job")
-        if job["state"] in ("queued", "running"):
-            state, value = self.executor.poll(job_id)
-            if state == "succeeded":
-                self._succeed(job, value)
-            elif state == "failed":
-                self._fail(job, value if isinstance(value, BaseException) else JobFailedError(str(value)))
-            elif state != job["state"]:
-                job["state"] = state
-                self.store.put_job(job)
-        return job
+    def refresh(self, job: Job) -> Job:
+        """An unfinished plan or classify job, brought up to date from the executor."""
+        if job["state"] not in ACTIVE:
+            return job
+        state, value = self.executor.poll(job["id"])
+        if state == JobState.SUCCEEDED.value:
+            self._succeed(job, value)
+        elif state == JobState.FAILED.value:
+            self._fail(job, value if isinstance(value, BaseException) else JobFailedError(str(value)))
+        elif state != job["state"]:
+            self.jobs.update(job["id"], state=state)
+        return self.jobs.get(job["id"]) or job
 
     # --- plans --------------------------------------------------------------------------------
 
@@ -137,7 +109,7 @@ class PlanService:
             max_tile_pixels=s.max_tile_pixels,
             thumbnail_px=s.thumbnail_px,
         )
-        return self._run(self._new_job("plan", plan_id, tenant), payload.model_dump())
+        return self._run("plan", plan_id, payload.model_dump(), tenant)
 
     def get_plan(self, plan_id: str, *, tenant: str) -> dict[str, Any]:
         return owned(self.store.get_plan(plan_id), tenant, PlanNotFoundError, "plan")
@@ -161,7 +133,7 @@ class PlanService:
             min_patch_coverage=self.settings.min_patch_coverage,
             max_tile_pixels=self.settings.max_tile_pixels,
         )
-        return self._run(self._new_job("classify", plan_id, tenant), payload.model_dump())
+        return self._run("classify", plan_id, payload.model_dump(), tenant)
 
     def preview_png(self, plan_id: str, *, tenant: str) -> bytes:
         plan = self.get_plan(plan_id, tenant=tenant)

@@ -148,13 +148,38 @@ class ClassificationPublic(_Out):
     files: list[str]
 
 
+class EstimateProgressPublic(_Out):
+    tiles_done: int
+    tiles_total: int = Field(description="Tiles of the grid over the region's box (0 until a worker fixed the grid).")
+    chunks_done: int
+    chunks_total: int
+
+
+class EstimateRequestPublic(_Out):
+    source_name: str
+    region_crs: str | None
+    model: str | None
+    tile_size_m: float | None
+    max_patches: int | None
+    cloud_threshold: float | None
+    pricing: dict[str, Any]
+
+
 class JobPublic(_Out):
+    """Any request's job: a plan, a classification or a region estimate (``kind`` says which)."""
+
     id: str
-    kind: Literal["plan", "classify"]
-    state: Literal["queued", "running", "succeeded", "failed"]
-    plan_id: str
+    kind: Literal["plan", "classify", "estimate"]
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     created: str
     finished: str | None
     error: ErrorBody | None
-    result: dict[str, Any] | None = Field(description="The classification, for finished classify jobs.")
+    result: dict[str, Any] | None = Field(
+        description="When succeeded: the classification (classify jobs); for estimates the tiles planned and "
+        "skipped, area and price for PatchDrop, Fixed-H at the same patch counts and full HR coverage, saving_pct "
+        "and order_geojson (the merged order, WGS84). Plan jobs link to their plan instead."
+    )
+    plan_id: str | None = Field(default=None, description="Plan and classify jobs: the plan made or read.")
+    progress: EstimateProgressPublic | None = Field(default=None, description="Estimates: tiles and chunks done.")
+    request: EstimateRequestPublic | None = Field(default=None, description="Estimates: the request as accepted.")
     links: dict[str, str]

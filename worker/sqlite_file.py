@@ -1,7 +1,7 @@
 """One SQLite file in WAL mode with a connection per thread: the embedded mode's durable store.
 
-Shared by the plan store (service) and the estimate store (worker), which keep
-their own tables in the same kind of file.
+Shared by the plan store (service) and the job store (worker), which keep
+their own tables in the same file.
 """
 
 from __future__ import annotations
@@ -38,3 +38,10 @@ class SQLiteFile:
             with self._lock:
                 self._connections.append(conn)
         return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()

@@ -14,6 +14,7 @@ from celery.signals import worker_init
 
 from models.errors import PatchDropError
 from worker import estimates, jobs
+from worker.jobstore import RedisJobStore, worker_job_store
 
 
 @worker_init.connect
@@ -42,10 +43,10 @@ def models() -> list[dict[str, Any]]:
     return jobs.describe_models()
 
 
-def _estimate_store(prefix: str) -> estimates.RedisEstimateStore:
+def _estimate_store(prefix: str) -> RedisJobStore:
     from worker.settings import WorkerSettings
 
-    return estimates.redis_store(WorkerSettings().redis_url or "", prefix)
+    return worker_job_store(WorkerSettings().redis_url or "", prefix)
 
 
 @shared_task(name="patchdrop.estimate_start", bind=True, throws=(PatchDropError,))

@@ -1,8 +1,6 @@
-"""``/v1/estimates`` and the estimate side of ``/v1/jobs/{id}``.
+"""``/v1/estimates`` and an estimate job's results (``/v1/jobs/{id}/tiles.geojson``, ``order.geojson``).
 
-Estimate job ids (``est_<32 hex>``) match their own path convertor, and this
-router is included before the jobs router, so ``/v1/jobs/{id}`` serves both
-kinds of job without either route knowing about the other.
+The job itself is read and cancelled through ``/v1/jobs/{id}`` like every other job.
 """
 
 from __future__ import annotations
@@ -10,46 +8,21 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
-from starlette.convertors import Convertor, register_url_convertor
 
-from service.deps import TenantDep
-from service.estimate_schemas import EstimateJobPublic
-from service.estimates import ID_REGEX, EstimateService
-from service.schemas import ErrorBody
+from service.deps import EstimateServiceDep, JobServiceDep, TenantDep
+from service.routes.jobs import job_response
+from service.schemas import ErrorBody, JobPublic
 from service.settings import PricingSettings, Settings
-
-
-class EstimateIdConvertor(Convertor):
-    regex = ID_REGEX
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("estimate_id", EstimateIdConvertor())
 
 router = APIRouter(prefix="/v1", tags=["estimates"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (403, 404, 409, 413, 422, 503)}
 
 
-def get_estimates(request: Request) -> EstimateService:
-    return request.app.state.estimates
-
-
-def _public(job: dict[str, Any], status: int = 200) -> JSONResponse:
-    body = EstimateJobPublic.model_validate(job).model_dump(mode="json")
-    headers = {"Location": job["links"]["self"]} if status == 202 else None
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-@router.post("/estimates", status_code=202, response_model=EstimateJobPublic, responses=ERRORS)
+@router.post("/estimates", status_code=202, response_model=JobPublic, responses=ERRORS)
 def create_estimate(
     request: Request,
     region: Annotated[str, Form(description="GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection.")],
@@ -66,6 +39,8 @@ def create_estimate(
     ] = None,
     pricing: Annotated[str | None, Form(description='Price list overrides, JSON: {"price_per_km2": 25}.')] = None,
     *,
+    estimates: EstimateServiceDep,
+    jobs: JobServiceDep,
     tenant: TenantDep,
 ) -> JSONResponse:
     """Start a region cost estimate: 202 with the job; poll ``GET /v1/jobs/{id}``."""
@@ -80,7 +55,7 @@ def create_estimate(
             overrides = PricingSettings.model_validate({**base, **given}).model_dump()
         except (ValueError, ValidationError) as exc:
             raise RequestValidationError([{"loc": ("pricing",), "msg": str(exc).splitlines()[0]}]) from exc
-    job = get_estimates(request).submit(
+    job_id = estimates.submit(
         region,
         region_crs=region_crs,
         upload=(raster.filename or "raster.tif", raster.file) if raster is not None else None,
@@ -92,48 +67,20 @@ def create_estimate(
         pricing=overrides,
         tenant=tenant.id,
     )
-    return _public(job, 202)
-
-
-@router.get("/jobs/{job_id:estimate_id}", response_model=EstimateJobPublic, responses=ERRORS)
-def get_estimate(job_id: str, request: Request, tenant: TenantDep) -> JSONResponse:
-    """State, progress (tiles done / total), errors; when done the campaign's prices and order."""
-    return _public(get_estimates(request).get(job_id, tenant=tenant.id))
-
-
-@router.delete("/jobs/{job_id:estimate_id}", response_model=EstimateJobPublic, responses=ERRORS)
-def cancel_estimate(job_id: str, request: Request, tenant: TenantDep) -> JSONResponse:
-    """Cancel an unfinished estimate (chunks not yet started are skipped); a finished one is unchanged."""
-    return _public(get_estimates(request).cancel(job_id, tenant=tenant.id))
+    return job_response(jobs.get(job_id, tenant=tenant.id), 202)
 
 
 @router.get(
-    "/jobs/{job_id:estimate_id}/tiles.geojson",
+    "/jobs/{job_id}/tiles.geojson",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/geo+json": {}}}, **ERRORS},
 )
-def estimate_tiles(job_id: str, request: Request, tenant: TenantDep) -> StreamingResponse:
-    """Per-tile plans as a GeoJSON FeatureCollection (WGS84), streamed chunk by chunk."""
-    return StreamingResponse(
-        get_estimates(request).tiles_geojson(job_id, tenant=tenant.id), media_type="application/geo+json"
-    )
+def estimate_tiles(job_id: str, estimates: EstimateServiceDep, tenant: TenantDep) -> StreamingResponse:
+    """An estimate's per-tile plans as a GeoJSON FeatureCollection (WGS84), streamed chunk by chunk."""
+    return StreamingResponse(estimates.tiles_geojson(job_id, tenant=tenant.id), media_type="application/geo+json")
 
 
-@router.get("/jobs/{job_id:estimate_id}/order.geojson", responses=ERRORS)
-def estimate_order(job_id: str, request: Request, tenant: TenantDep) -> JSONResponse:
-    """The merged PatchDrop order polygons (WGS84) with their areas and prices."""
-    return JSONResponse(
-        get_estimates(request).order_geojson(job_id, tenant=tenant.id), media_type="application/geo+json"
-    )
-
-
-def install(app: FastAPI, settings: Settings) -> None:
-    """Create the estimate service next to the plan service and route it (before the jobs router)."""
-    executor = app.state.plans.executor
-    if settings.redis_url:
-        service = EstimateService(settings, celery_app=executor.app)
-    else:
-        service = EstimateService(settings, registry=executor.registry)
-    app.state.estimates = service
-    app.include_router(router)
-    service.resume()
+@router.get("/jobs/{job_id}/order.geojson", responses=ERRORS)
+def estimate_order(job_id: str, estimates: EstimateServiceDep, tenant: TenantDep) -> JSONResponse:
+    """An estimate's merged PatchDrop order polygons (WGS84) with their areas and prices."""
+    return JSONResponse(estimates.order_geojson(job_id, tenant=tenant.id), media_type="application/geo+json")

@@ -5,7 +5,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from service.deps import PlanServiceDep, TenantDep
+from service.deps import JobServiceDep, PlanServiceDep, TenantDep
+from service.routes.jobs import job_response
 from service.schemas import ClassificationPublic, ErrorBody, JobPublic, PlanPublic
 from service.stac import MEDIA_TYPE, plan_item
 
@@ -30,27 +31,11 @@ def plan_links(plan_id: str) -> dict[str, str]:
     }
 
 
-def job_links(job: dict[str, Any]) -> dict[str, str]:
-    links = {"self": f"/v1/jobs/{job['id']}"}
-    if job["kind"] == "plan" and job["state"] == "succeeded":
-        links["plan"] = f"/v1/plans/{job['plan_id']}"
-    return links
-
-
-def job_public(job: dict[str, Any]) -> dict[str, Any]:
-    return {**job, "links": job_links(job)}
-
-
 def _plan_body(plan: dict[str, Any], fmt: str, request: Request, status: int) -> Response:
     if fmt == "stac":
         return JSONResponse(plan_item(plan, str(request.base_url)), status_code=status, media_type=MEDIA_TYPE)
     body = PlanPublic.model_validate({**plan, "links": plan_links(plan["id"])})
     return JSONResponse(body.model_dump(mode="json", by_alias=True), status_code=status)
-
-
-def _pending(job: dict[str, Any]) -> JSONResponse:
-    body = JobPublic.model_validate(job_public(job)).model_dump(mode="json")
-    return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
 
 
 @router.post(
@@ -62,6 +47,7 @@ def _pending(job: dict[str, Any]) -> JSONResponse:
 def create_plan(
     request: Request,
     service: PlanServiceDep,
+    jobs: JobServiceDep,
     tenant: TenantDep,
     tile: Annotated[UploadFile, File(description="LR GeoTIFF tile (e.g. Sentinel-2 B02, B03, B04, B08).")],
     max_patches: Annotated[int | None, Form(ge=0, description="Buy at most this many patches.")] = None,
@@ -74,7 +60,7 @@ def create_plan(
         tile.file.read(), tile.filename or "tile.tif", max_patches, max_price, model, tenant=tenant.id
     )
     if outcome.pending:
-        return _pending(outcome.job)
+        return job_response(jobs.public(outcome.job), 202)
     response = _plan_body(outcome.value, format, request, 201)  # type: ignore[arg-type]
     response.headers["Location"] = f"/v1/plans/{outcome.value['id']}"  # type: ignore[index]
     return response
@@ -105,6 +91,7 @@ def get_preview(plan_id: str, service: PlanServiceDep, tenant: TenantDep) -> Res
 def classify_plan(
     plan_id: str,
     service: PlanServiceDep,
+    jobs: JobServiceDep,
     tenant: TenantDep,
     files: Annotated[
         list[UploadFile] | None,
@@ -115,6 +102,6 @@ def classify_plan(
     uploads = [(f.filename or f"file_{i}.tif", f.file.read()) for i, f in enumerate(files or [])]
     outcome = service.classify(plan_id, uploads, tenant=tenant.id)
     if outcome.pending:
-        return _pending(outcome.job)
+        return job_response(jobs.public(outcome.job), 202)
     body = ClassificationPublic.model_validate(outcome.value)
     return JSONResponse(body.model_dump(mode="json", by_alias=True))

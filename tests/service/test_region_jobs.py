@@ -14,6 +14,7 @@ from models.errors import RegionError
 from models.footprints import WGS84, transform_geometry
 from models.region import STATUSES, fixed_h_patches, select_patches
 from worker import estimates
+from worker.jobstore import SQLiteJobStore, cancel
 from worker.payloads import PricingPayload
 from worker.registry import ModelRegistry
 
@@ -25,7 +26,7 @@ def registry(bundle_path):
 
 @pytest.fixture
 def store(tmp_path):
-    return estimates.SQLiteEstimateStore(tmp_path / "estimates.sqlite3")
+    return SQLiteJobStore(tmp_path / "estimates.sqlite3")
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def submit(store, source, region, *, region_crs="EPSG:32618", chunk_tiles=20, jo
         pricing=PricingPayload(**FREE_PRICING),
         **options,
     )
-    store.create(estimates.new_job(payload))
+    store.create(estimates.new_estimate_job(payload, "public"))
     return job_id
 
 
@@ -123,7 +124,7 @@ def test_a_chunk_delivered_twice_changes_nothing(store, registry, scene, tmp_pat
     first = json.dumps(next(c for c in store.chunks(job_id) if c["index"] == 3), sort_keys=True)
     # A redelivered task finds its chunk stored; a duplicate that computed it anyway stores the same bytes.
     estimates.run_chunks(job_id, [3], store, registry)
-    other = estimates.SQLiteEstimateStore(tmp_path / "other.sqlite3")
+    other = SQLiteJobStore(tmp_path / "other.sqlite3")
     submit(other, scene, region, chunk_tiles=10, job_id="twice")
     estimates.start("twice", other, registry)
     estimates.run_chunks("twice", [3], other, registry)
@@ -138,7 +139,8 @@ def test_cancel_stops_a_job_between_chunks(store, registry, scene):
     job_id = submit(store, scene, tiles_box(0, 0, 10, 10), chunk_tiles=10)
     todo = estimates.start(job_id, store, registry)
     estimates.run_chunks(job_id, todo[:1], store, registry)
-    assert estimates.cancel(job_id, store)["state"] == "cancelled"
+    cancel(job_id, store)
+    assert store.get(job_id)["state"] == "cancelled"
     assert estimates.run_chunks(job_id, todo, store, registry) is None
     job = store.get(job_id)
     assert job["state"] == "cancelled" and job["result"] is None

@@ -10,6 +10,7 @@ from region_helpers import FREE_PRICING, geojson_text, tiles_box, wait_done, wri
 from service.app import create_app
 from service.settings import Settings
 from worker import estimates
+from worker.jobstore import SQLiteJobStore
 from worker.payloads import PricingPayload
 from worker.registry import ModelRegistry
 
@@ -20,13 +21,13 @@ def test_an_interrupted_embedded_estimate_resumes_when_the_app_starts(tmp_path, 
     db = tmp_path / "plans.sqlite3"
     models = {"default": str(bundle_path)}
     registry = ModelRegistry(models, "default", "cpu")
-    store = estimates.SQLiteEstimateStore(db)
+    store = SQLiteJobStore(db)
     job_id = "est_" + "a" * 32
     payload = estimates.EstimatePayload(
         job_id=job_id, source=str(scene), source_name="scene.tif", region=json.loads(geojson_text(tiles_box(0, 0, 10, 10))),
         region_crs="EPSG:32618", chunk_tiles=10, pricing=PricingPayload(**FREE_PRICING),
     )  # fmt: skip
-    store.create({**estimates.new_job(payload), "tenant": "public"})
+    store.create(estimates.new_estimate_job(payload, "public"))
     todo = estimates.start(job_id, store, registry)
     estimates.run_chunks(job_id, todo[:4], store, registry)  # then the process "died"
     stored = {c["index"]: c for c in store.chunks(job_id)}

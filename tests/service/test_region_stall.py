@@ -1,6 +1,7 @@
 """Celery mode: an estimate whose tasks were lost (no progress for ``estimate_stall_s``) is sent again when polled.
 
-The Celery app here only records what would be sent; the store is SQLite, so no Redis is needed.
+The Celery executor here sends to an app that only records what would be sent, and keeps its jobs in
+SQLite, so no Redis is needed.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from kombu.exceptions import OperationalError
 from region_helpers import FREE_PRICING
 
 from service.estimates import EstimateService
+from service.executor import CeleryExecutor, EmbeddedExecutor
+from service.jobs import JobService
 from service.settings import Settings
 from worker import estimates
 from worker.app import TASK_NAMES
+from worker.jobstore import SQLiteJobStore
 from worker.payloads import PricingPayload
 
 STALL_S = 60.0
@@ -31,21 +35,28 @@ class RecordingCelery:
         self.sent.append((name, args))
 
 
-def make_service(tmp_path, celery: RecordingCelery) -> EstimateService:
+def job_service(settings: Settings, executor) -> JobService:
+    return JobService(executor.jobs, plans=None, estimates=EstimateService(settings, executor))  # type: ignore[arg-type]
+
+
+def make_service(tmp_path, celery: RecordingCelery) -> JobService:
     settings = Settings(
-        redis_url=None, db_path=tmp_path / "jobs.sqlite3", preload_models=False, estimate_stall_s=STALL_S
-    )
-    return EstimateService(settings, celery_app=celery)
+        redis_url="redis://127.0.0.1:1/0", db_path=tmp_path / "jobs.sqlite3", preload_models=False,
+        estimate_stall_s=STALL_S,
+    )  # fmt: skip
+    executor = CeleryExecutor(settings)  # no connection is made: the app and the store are replaced
+    executor.app, executor.jobs = celery, SQLiteJobStore(settings.db_path)
+    return job_service(settings, executor)
 
 
-def add_job(service: EstimateService, *, state: str, idle_s: float) -> str:
+def add_job(service: JobService, *, state: str, idle_s: float) -> str:
     job_id = "est_" + "b" * 32
     payload = estimates.EstimatePayload(
         job_id=job_id, source="scene.tif", source_name="scene.tif", region={"type": "Point", "coordinates": [0, 0]},
         pricing=PricingPayload(**FREE_PRICING),
     )  # fmt: skip
-    job = {**estimates.new_job(payload), "state": state, "touched": time.time() - idle_s, "tenant": "public"}
-    service.store.create(job)
+    job = {**estimates.new_estimate_job(payload, "public"), "state": state, "touched": time.time() - idle_s}
+    service.jobs.create(job)
     return job_id
 
 
@@ -72,12 +83,15 @@ def test_a_resend_failing_on_the_broker_keeps_the_job_and_answers(tmp_path):
     service = make_service(tmp_path, RecordingCelery(fail=True))
     job_id = add_job(service, state="running", idle_s=STALL_S + 1)
     assert service.get(job_id, tenant="public")["state"] == "running"
-    assert service.store.get(job_id)["error"] is None
+    assert service.jobs.get(job_id)["error"] is None
 
 
-def test_the_embedded_mode_never_resends(tmp_path):
+def test_the_embedded_mode_never_resends(tmp_path, monkeypatch):
     settings = Settings(redis_url=None, db_path=tmp_path / "jobs.sqlite3", preload_models=False, estimate_stall_s=1)
-    service = EstimateService(settings, registry=None, celery_app=None)
+    executor = EmbeddedExecutor(settings)
+    started: list[str] = []
+    monkeypatch.setattr(executor, "start_estimate", started.append)
+    service = job_service(settings, executor)
     job_id = add_job(service, state="running", idle_s=100)
     service.get(job_id, tenant="public")
-    assert service._queue.empty()
+    assert started == []

@@ -27,6 +27,7 @@ from service_helpers import REDIS_ENV, start_celery_worker, stop_process
 from service.app import create_app
 from service.settings import Settings
 from worker import estimates
+from worker.jobstore import SQLiteJobStore
 from worker.payloads import PricingPayload
 from worker.registry import ModelRegistry
 
@@ -52,17 +53,17 @@ class Setup:
         return api.post("/v1/estimates", data={**form, "pricing": json.dumps(FREE_PRICING)}).json()["id"]
 
     def chunks_stored(self, job_id: str) -> int:
-        return self.redis.hlen(f"{self.settings.redis_prefix}:estimate:{job_id}:chunks")
+        return self.redis.hlen(f"{self.settings.redis_prefix}:job:{job_id}:chunks")
 
     def reference(self, tmp_path: Path) -> dict:
         """The same request, undisturbed and in process."""
-        store = estimates.SQLiteEstimateStore(tmp_path / "reference.sqlite3")
+        store = SQLiteJobStore(tmp_path / "reference.sqlite3")
         payload = estimates.EstimatePayload(
             job_id="reference", source=str(self.root / "scene.tif"), source_name="scene.tif",
             region=json.loads(self.region), region_crs="EPSG:32618", chunk_tiles=10,
             pricing=PricingPayload(**FREE_PRICING),
         )  # fmt: skip
-        store.create(estimates.new_job(payload))
+        store.create(estimates.new_estimate_job(payload, "public"))
         return estimates.run_all("reference", store, ModelRegistry(self.settings.models, "default", "cpu"))
 
     def check(self, job: dict, tmp_path: Path) -> None:

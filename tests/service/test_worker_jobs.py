@@ -10,6 +10,7 @@ from service_helpers import BANDS, BUY, geotiff_bytes, lr_array
 
 from models.errors import CoverageError, WrongBandCountError
 from worker import jobs
+from worker.jobstore import new_job
 from worker.payloads import PricingPayload, b64encode
 from worker.registry import ModelRegistry, choose_device
 
@@ -64,9 +65,7 @@ def test_job_errors_are_domain_errors(registry):
 
 @pytest.mark.parametrize("mode", ["embedded"])
 def test_a_job_interrupted_by_a_restart_reads_as_failed(client, mode):
-    store = client.app.state.plans.store
-    store.put_job({"id": "j1", "kind": "plan", "state": "running", "plan_id": "p1", "created": "x",
-                   "finished": None, "error": None, "result": None})  # fmt: skip
+    client.app.state.plans.jobs.create(new_job("plan", "public", job_id="j1", plan_id="p1", state="running"))
     job = client.get("/v1/jobs/j1").json()
     assert job["state"] == "failed" and job["error"]["code"] == "job_failed"
 
@@ -110,3 +109,34 @@ def test_a_tile_at_another_scale_than_the_training_tiles_is_flagged(registry, bu
     warnings = jobs.plan(payload("p", tile), scaled)["plan"]["warnings"]
     assert len(warnings) == 1 and "160 m" in warnings[0] and "40 m pixels" in warnings[0]
     assert jobs.plan(payload("p", tile), registry)["plan"]["warnings"] == []  # no scale in the metadata
+
+
+@pytest.mark.parametrize("mode", ["celery"])
+def test_a_cancelled_plan_job_stays_cancelled_when_its_task_finishes_later(make_client, mode, lr_tile, registry):
+    import redis
+
+    queue = f"nobody-{uuid.uuid4().hex[:8]}"
+    client = make_client(job_wait_s=0.2, queue=queue)
+    tile = lr_tile()
+    job = client.post("/v1/plans", files={"tile": ("t.tif", tile, "image/tiff")}).json()
+    cancelled = client.delete(f"/v1/jobs/{job['id']}").json()
+    assert cancelled["state"] == "cancelled" and cancelled["kind"] == "plan" and cancelled["finished"]
+    client.app.state.plans.executor.app.backend.store_result(
+        job["id"], jobs.plan(payload(job["plan_id"], tile), registry), "SUCCESS"
+    )
+    assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "cancelled"
+    assert client.get(f"/v1/plans/{job['plan_id']}").status_code == 404
+    redis.Redis.from_url(client.app.state.settings.redis_url).delete(queue)
+
+
+def test_every_kind_of_job_is_served_by_one_route_and_one_schema(client):
+    paths = client.app.openapi()["paths"]
+    jobs_paths = [p for p in paths if p.startswith("/v1/jobs/")]
+    assert sorted(jobs_paths) == [
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/order.geojson",
+        "/v1/jobs/{job_id}/tiles.geojson",
+    ]
+    assert set(paths["/v1/jobs/{job_id}"]) == {"get", "delete"}
+    schema = client.app.openapi()["components"]["schemas"]["JobPublic"]
+    assert schema["properties"]["kind"]["enum"] == ["plan", "classify", "estimate"]
