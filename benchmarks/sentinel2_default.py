@@ -220,10 +220,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-json", type=Path, default=REPO / "benchmarks" / "results" / "sentinel2_default.json")
     parser.add_argument("--report-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--select", type=Path, nargs="+", default=None,
+        help="only score these candidate bundles on the VALIDATION split (mean accuracy over k = 0..16 and the "
+        "greedy choice, as select=budgets in training) and print them; reads no test data",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python benchmarks/sentinel2_default.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     splits = load_chip_splits(args.data_root, lr_factor=4, seed=0)
+    if args.select:
+        for path in args.select:
+            r = per_chip(load_bundle(path), splits.val)
+            accs = [float(c.float().mean()) for c in r["sweep"].values()] + [float(r["greedy"].float().mean())]
+            print(f"{path}: validation budgets score {100 * sum(accs) / len(accs):.2f} (greedy "
+                  f"{100 * accs[-1]:.2f} at {r['patches']:.2f} patches, k=0 {100 * accs[0]:.2f}, k=16 {100 * accs[16]:.2f})")  # fmt: skip
+        return 0
     cls, served = load_bundle(args.classifiers), load_bundle(args.served)
     previous = load_bundle(args.previous) if args.previous else None
     result = summarise(splits.test, cls, served, previous)

@@ -230,28 +230,43 @@ def cmd_evaluate(run: Run, results_json: Path | None, command: str) -> dict[str,
     return report
 
 
-def export_best(out: Path, target: Path, model_id: str, notes: str | None = None) -> Path:
+def export_best(outs: Path | list[Path], target: Path, model_id: str, notes: str | None = None) -> Path:
     """Copy the finetuned stage with the best validation score to ``target`` as a named model.
 
-    The score is the one the stages were selected by (``select`` in the run's config:
-    the reward, or the mean accuracy over every budget); validation split only.
+    Candidates: Ft-1 and Ft-2 of every run folder in ``outs`` (e.g. variants of one setting).
+    The score is the one the stages were selected by (``select`` in the run's config: the
+    reward, or the mean accuracy over every budget); validation split only.
     """
+    outs = [outs] if isinstance(outs, Path) else outs
+    if len(outs) == 1 and outs[0].is_file():
+        # One bundle chosen elsewhere (e.g. by benchmarks/sentinel2_default.py --select, on validation):
+        # shipped with the fusion rule it was chosen with, which its metadata already says.
+        bundle = load_bundle(outs[0])
+        bundle.metadata.update(model_id=model_id, exported_from=str(outs[0]))
+        if notes:
+            bundle.metadata["training_notes"] = notes
+        save_bundle(bundle, target)
+        log.info("exported %s as %s (%s)", outs[0], target, model_id)
+        return target
     candidates = []
-    for name in ("ft1.pt", "ft2.pt"):
-        if (out / name).exists():
-            bundle = load_bundle(out / name)
-            stage = bundle.metadata["stage"]
-            key = "budgets" if bundle.metadata.get("config", {}).get("select") == "budgets" else "reward"
-            candidates.append((bundle.metadata["metrics"][stage][key], name, bundle))
+    for out in outs:
+        for name in ("ft1.pt", "ft2.pt"):
+            if (out / name).exists():
+                bundle = load_bundle(out / name)
+                stage = bundle.metadata["stage"]
+                key = "budgets" if bundle.metadata.get("config", {}).get("select") == "budgets" else "reward"
+                score = bundle.metadata["metrics"][stage][key]
+                log.info("candidate %s: validation %s %.4f", out / name, key, score)
+                candidates.append((score, out / name, bundle))
     if not candidates:
-        raise SystemExit(f"no ft1.pt or ft2.pt under {out}")
-    _, name, bundle = max(candidates, key=lambda c: c[0])
+        raise SystemExit(f"no ft1.pt or ft2.pt under {', '.join(map(str, outs))}")
+    _, path, bundle = max(candidates, key=lambda c: c[0])
     bundle.metadata["fusion"] = stages.stage_fusion(TrainConfig(**bundle.metadata["config"]), bundle.metadata["stage"])
-    bundle.metadata.update(model_id=model_id, exported_from=str(out / name))
+    bundle.metadata.update(model_id=model_id, exported_from=str(path))
     if notes:
         bundle.metadata["training_notes"] = notes
     save_bundle(bundle, target)
-    log.info("exported %s as %s (%s)", out / name, target, model_id)
+    log.info("exported %s as %s (%s)", path, target, model_id)
     return target
 
 
@@ -260,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="ship the finetuned stage with the best validation reward")
-    exp.add_argument("--out", type=Path, required=True, help="run folder")
+    exp.add_argument(
+        "--out", type=Path, required=True, nargs="+",
+        help="run folder(s): candidates are their Ft-1, Ft-2; or one bundle file, shipped as it is",
+    )  # fmt: skip
     exp.add_argument("--to", type=Path, required=True, help="target checkpoint path")
     exp.add_argument("--model-id", required=True)
     exp.add_argument("--notes", default=None, help="how the model was trained and chosen, kept in its metadata")

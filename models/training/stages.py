@@ -279,7 +279,10 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
             # Classifier loss at random budgets, so it serves any purchase (see budget_actions).
             budget_lr = None if lr_logits is None else lr_logits[:n_budget]
             budget_scores = fuse(rule, all_logits[len(batch.labels) :], budget_lr, budget)
-            loss = loss + cfg.budget_mix * F.nll_loss(budget_scores.clamp_min(1e-8).log(), part.labels)
+            loss = loss + cfg.budget_mix * (
+                F.nll_loss(budget_scores.clamp_min(1e-8).log(), part.labels)
+                + ctx.distill_loss(all_logits[len(batch.labels) :], part)
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
