@@ -21,12 +21,13 @@ from models.reward import confidence_fusion_probs, two_stream_probs
 # "hr-only": the HR classifier on the masked image; "paper": the S/P two-stream rule
 # (Sec. 5.1); "confidence": each stream weighted by its own max class probability.
 FUSIONS = ("hr-only", "paper", "confidence")
-DEFAULT_FUSION = "paper"  # bundles written before the rule was recorded were served with S/P
+# Bundles written before the rule was recorded were served with S/P, or HR-only without an LR classifier.
+DEFAULT_FUSION = "paper"
 
 
 def fusion_of(bundle: ModelBundle) -> str:
     """The bundle's fusion rule; a rule this code does not know is refused, never guessed."""
-    rule = bundle.metadata.get("fusion", DEFAULT_FUSION)
+    rule = bundle.metadata.get("fusion", DEFAULT_FUSION if bundle.lr_classifier is not None else "hr-only")
     if rule not in FUSIONS:
         raise CheckpointError(f"unknown fusion rule {rule!r} in the bundle metadata; known: {', '.join(FUSIONS)}")
     if rule != "hr-only" and bundle.lr_classifier is None:

@@ -164,3 +164,14 @@ def test_config_refuses_unknown_choices():
         TrainConfig(budget_masks="sometimes")
     with pytest.raises(ValueError, match="select"):
         TrainConfig(select="accuracy")
+
+
+def test_bundles_without_a_recorded_rule_keep_the_rule_they_were_served_with(splits, tmp_path):
+    _, served = train_tiny(splits, tiny_cfg(), "ft1", tmp_path)
+    del served.metadata["fusion"]
+    assert fusion_of(served) == "paper"
+    served.lr_classifier = None
+    assert fusion_of(served) == "hr-only"
+    served.metadata["fusion"] = "paper"
+    with pytest.raises(CheckpointError, match="needs an LR classifier"):
+        fusion_of(served)
