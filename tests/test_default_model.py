@@ -61,7 +61,10 @@ def test_no_patches_is_the_lr_classifier_and_the_whole_tile_the_hr_classifier(bu
     lr = read_tile(SAMPLE_TILE, bundle.lr_size, band_count=4).array
     rng = np.random.default_rng(3)
     hr = rng.normal(np.array(bundle.metadata["band_mean"])[:, None, None], 100, (4, 32, 32)).clip(1, 5000)
-    nothing, everything = classify(bundle, lr, np.zeros_like(hr), [[]])[0], classify(bundle, lr, hr, [list(range(16))])[0]
+    nothing, everything = (
+        classify(bundle, lr, np.zeros_like(hr), [[]])[0],
+        classify(bundle, lr, hr, [list(range(16))])[0],
+    )
     with torch.inference_mode():
         lr_probs = decide_patches(bundle, lr)[0].lr_probabilities
         hr_probs = bundle.hr_classifier(bundle.normalise(torch.as_tensor(hr, dtype=torch.float32)[None])).softmax(-1)[0]
