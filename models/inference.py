@@ -14,9 +14,9 @@ import torch
 
 from models.checkpoint import ModelBundle
 from models.errors import BudgetError, InvalidRasterError, WrongBandCountError
-from models.grid import mask_images, upsample
+from models.fusion import bundle_probs
+from models.grid import upsample
 from models.policy import budgeted_greedy_actions
-from models.reward import two_stream_probs
 
 
 @dataclass(frozen=True)
@@ -110,18 +110,16 @@ def classify(
     hr: np.ndarray | torch.Tensor,
     patch_ids: list[list[int]],
 ) -> list[Classification]:
-    """Two-stream prediction from LR tiles and HR imagery of the bought patches only."""
+    """Class probabilities from LR tiles and HR imagery of the bought patches only.
+
+    Scored by ``models.fusion.bundle_probs``: the fusion rule and fill mode the bundle
+    was trained and evaluated with, read from its metadata.
+    """
     device = _device(bundle)
     lr_norm = bundle.normalise(_check_batch(bundle, lr, bundle.lr_size, "LR tile").to(device))
     hr_norm = bundle.normalise(_check_batch(bundle, hr, bundle.hr_size, "HR image").to(device))
     actions = actions_from_ids(patch_ids, bundle.grid.num_patches).to(device)
-    fill = upsample(lr_norm, bundle.hr_size) if bundle.fill == "lr" else None
-    masked = mask_images(hr_norm, actions, bundle.grid, fill)
-    hr_logits = bundle.hr_classifier(masked)
-    if bundle.lr_classifier is not None and bundle.metadata.get("fusion", "paper") != "hr-only":
-        probs = two_stream_probs(hr_logits, _lr_logits(bundle, lr_norm), actions)
-    else:
-        probs = hr_logits.softmax(-1)
+    probs = bundle_probs(bundle, hr_norm, lr_norm, actions)
     names = bundle.class_names
     out = []
     for row, ids in zip(probs.cpu(), patch_ids, strict=False):

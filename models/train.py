@@ -136,8 +136,7 @@ def cmd_classifiers(run: Run) -> None:
 
 def _agent_stage(run: Run, stage: str, source: str, target: str) -> None:
     bundle = run.load(source)
-    # Pt and Ft-1 classify from the HR stream alone; only Ft-2 learns with the LR stream.
-    bundle.metadata["fusion"] = run.cfg.fusion if stage == "ft2" else "hr-only"
+    bundle.metadata["fusion"] = stages.stage_fusion(run.cfg, stage)
     t = time.time()
     metrics = stages.train_agent(run.context(bundle, distill=stage != "pt"), stage)
     run.save(bundle, target, stage, metrics, time.time() - t)
@@ -231,22 +230,43 @@ def cmd_evaluate(run: Run, results_json: Path | None, command: str) -> dict[str,
     return report
 
 
-def export_best(out: Path, target: Path, model_id: str) -> Path:
-    """Copy the finetuned stage with the best validation reward to ``target`` as a named model."""
+def export_best(outs: Path | list[Path], target: Path, model_id: str, notes: str | None = None) -> Path:
+    """Copy the finetuned stage with the best validation score to ``target`` as a named model.
+
+    Candidates: Ft-1 and Ft-2 of every run folder in ``outs`` (e.g. variants of one setting).
+    The score is the one the stages were selected by (``select`` in the run's config: the
+    reward, or the mean accuracy over every budget); validation split only.
+    """
+    outs = [outs] if isinstance(outs, Path) else outs
+    if len(outs) == 1 and outs[0].is_file():
+        # One bundle chosen elsewhere (e.g. by benchmarks/sentinel2_default.py --select, on validation):
+        # shipped with the fusion rule it was chosen with, which its metadata already says.
+        bundle = load_bundle(outs[0])
+        bundle.metadata.update(model_id=model_id, exported_from=str(outs[0]))
+        if notes:
+            bundle.metadata["training_notes"] = notes
+        save_bundle(bundle, target)
+        log.info("exported %s as %s (%s)", outs[0], target, model_id)
+        return target
     candidates = []
-    for name in ("ft1.pt", "ft2.pt"):
-        if (out / name).exists():
-            bundle = load_bundle(out / name)
-            stage = bundle.metadata["stage"]
-            candidates.append((bundle.metadata["metrics"][stage]["reward"], name, bundle))
+    for out in outs:
+        for name in ("ft1.pt", "ft2.pt"):
+            if (out / name).exists():
+                bundle = load_bundle(out / name)
+                stage = bundle.metadata["stage"]
+                key = "budgets" if bundle.metadata.get("config", {}).get("select") == "budgets" else "reward"
+                score = bundle.metadata["metrics"][stage][key]
+                log.info("candidate %s: validation %s %.4f", out / name, key, score)
+                candidates.append((score, out / name, bundle))
     if not candidates:
-        raise SystemExit(f"no ft1.pt or ft2.pt under {out}")
-    _, name, bundle = max(candidates, key=lambda c: c[0])
-    if bundle.metadata["stage"] != "ft2":
-        bundle.metadata["fusion"] = "hr-only"
-    bundle.metadata.update(model_id=model_id, exported_from=str(out / name))
+        raise SystemExit(f"no ft1.pt or ft2.pt under {', '.join(map(str, outs))}")
+    _, path, bundle = max(candidates, key=lambda c: c[0])
+    bundle.metadata["fusion"] = stages.stage_fusion(TrainConfig(**bundle.metadata["config"]), bundle.metadata["stage"])
+    bundle.metadata.update(model_id=model_id, exported_from=str(path))
+    if notes:
+        bundle.metadata["training_notes"] = notes
     save_bundle(bundle, target)
-    log.info("exported %s as %s (%s)", out / name, target, model_id)
+    log.info("exported %s as %s (%s)", path, target, model_id)
     return target
 
 
@@ -255,9 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="ship the finetuned stage with the best validation reward")
-    exp.add_argument("--out", type=Path, required=True, help="run folder")
+    exp.add_argument(
+        "--out", type=Path, required=True, nargs="+",
+        help="run folder(s): candidates are their Ft-1, Ft-2; or one bundle file, shipped as it is",
+    )  # fmt: skip
     exp.add_argument("--to", type=Path, required=True, help="target checkpoint path")
     exp.add_argument("--model-id", required=True)
+    exp.add_argument("--notes", default=None, help="how the model was trained and chosen, kept in its metadata")
     for name in ("classifiers", "pt", "ft1", "ft2", "baselines", "hard-positives", "evaluate", "chain"):
         p = sub.add_parser(name)
         p.add_argument("--benchmark", required=True, choices=["fashion_mnist", "scattered_fashion_mnist", "chips"])
@@ -283,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "export":
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        export_best(args.out, args.to, args.model_id)
+        export_best(args.out, args.to, args.model_id, args.notes)
         return 0
     command = "python -m models.train " + shlex.join(argv if argv is not None else sys.argv[1:])
     run = Run(args)

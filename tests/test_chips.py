@@ -18,6 +18,7 @@ from models.raster import write_geotiff
 
 ORIGIN = (435730.0, 4179460.0)
 ASSET = Path(__file__).resolve().parents[1] / "models" / "assets" / "sample_lr_tile.tif"
+SCENE_ASSET = ASSET.with_name("sample_lr_scene.tif")
 
 
 def chip(
@@ -303,3 +304,21 @@ def test_the_committed_sample_tile_is_what_the_builder_writes(tmp_path):
 def test_sample_window_outside_the_test_strip_is_refused(tmp_path):
     with pytest.raises(InvalidDatasetError, match="test strip"):
         s2.write_sample_lr_tile(tmp_path / "lr.tif", origin=(600, 0))
+
+
+def test_the_committed_sample_scene_is_what_the_builder_writes(tmp_path):
+    """64 x 64 px at 40 m (8 x 8 model tiles) from the held-out test strip, written by the CLI."""
+    assert s2.main(["--sample-lr-scene", str(tmp_path / "scene.tif")]) == 0
+    with rasterio.open(tmp_path / "scene.tif") as a, rasterio.open(SCENE_ASSET) as b:
+        assert np.array_equal(a.read(), b.read()) and a.transform == b.transform and a.crs == b.crs
+        assert (b.count, b.width, b.height, b.dtypes[0], b.res) == (4, 64, 64, "uint16", (40.0, 40.0))
+        assert b.descriptions == s2.BANDS
+        row, col = s2.SCENE_SAMPLE_ORIGIN
+        assert (b.transform.c, b.transform.f) == (ORIGIN[0] + 10 * col, ORIGIN[1] - 10 * row)
+        lr = b.read(4).astype(float)
+    with rasterio.open(s2.band_paths()[3]) as nir:  # B08, the 4x area average of the 10 m window
+        hr = nir.read(1, window=((row, row + 256), (col, col + 256))).astype(float)
+    assert np.abs(lr - hr.reshape(64, 4, 64, 4).mean(axis=(1, 3))).max() <= 0.5
+    strips = s2.plan_strips(1947 // 32)  # the scene has 1947 rows of 10 m pixels
+    assert all(strips[r] == "test" for r in range(row // 32, (row + 256) // 32))  # held out from training
+    assert SCENE_ASSET.stat().st_size < 64_000

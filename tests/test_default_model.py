@@ -4,17 +4,18 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from models.checkpoint import load_bundle
 from models.cli import DEFAULT_CHECKPOINT, main
-from models.inference import decide_patches
+from models.inference import classify, decide_patches
 from models.raster import read_tile
 
 SAMPLE_TILE = DEFAULT_CHECKPOINT.parent / "sample_lr_tile.tif"
 # Recorded with the committed checkpoint on this tile (CPU, float32).
 SAMPLE_PROBABILITIES = [
-    0.26766, 0.502224, 0.11195, 0.879703, 0.304492, 0.198596, 0.683403, 0.125088,
-    0.371245, 0.211214, 0.544586, 0.779165, 0.367246, 0.317919, 0.924282, 0.061546,
+    0.79095, 0.57311, 0.390856, 0.58431, 0.213766, 0.180841, 0.11903, 0.075056,
+    0.534118, 0.063299, 0.338123, 0.168797, 0.091635, 0.639506, 0.229697, 0.051503,
 ]  # fmt: skip
 
 
@@ -25,20 +26,21 @@ def bundle():
 
 def test_default_bundle_metadata_describes_its_input(bundle):
     meta = bundle.metadata
-    assert meta["model_id"] == "sentinel2-demo-v1" and meta["stage"] == "ft1"
+    assert meta["model_id"] == "sentinel2-demo-v2" and meta["stage"] == "pt" and meta["fusion"] == "paper"
     assert bundle.bands == ["B02", "B03", "B04", "B08"]
     assert bundle.lr_size == (8, 8) and bundle.hr_size == (32, 32)
     assert meta["lr_pixel_size"] == 40.0 and meta["hr_pixel_size"] == 10.0
     assert bundle.class_names == ["built_bare", "fine_mosaic", "vegetation", "water"]
-    assert meta["metrics"]["ft1"]["patches"] < 16 and DEFAULT_CHECKPOINT.stat().st_size < 10_000_000
+    assert meta["metrics"]["pt"]["patches"] < 16 and DEFAULT_CHECKPOINT.stat().st_size < 10_000_000
+    assert "validation" in meta["training_notes"]
 
 
 def test_sample_tile_plan_matches_the_recorded_one(bundle):
     tile = read_tile(SAMPLE_TILE, bundle.lr_size, band_count=4)
     decision = decide_patches(bundle, tile.array)[0]
     assert decision.probabilities == pytest.approx(SAMPLE_PROBABILITIES, abs=2e-3)
-    # Patch 1 sits at 0.502, on the greedy threshold: only the clear choices are pinned.
-    assert {3, 6, 10, 11, 14} <= set(decision.selected) <= {1, 3, 6, 10, 11, 14}
+    # Patch 8 sits at 0.534, near the greedy threshold: only the clear choices are pinned.
+    assert {0, 1, 3, 13} <= set(decision.selected) <= {0, 1, 3, 8, 13}
     assert sum(decision.lr_probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -52,3 +54,19 @@ def test_cli_plans_a_generated_four_band_tile(geotiff, capsys):
     assert plan["selected_patches"] == [i for i, p in enumerate(plan["probabilities"]) if p >= 0.5]
     assert plan["lr_prediction"]["class"] in ("built_bare", "fine_mosaic", "vegetation", "water")
     assert set(plan["footprints"]) == {str(i) for i in plan["selected_patches"]}
+
+
+def test_no_patches_is_the_lr_classifier_and_the_whole_tile_the_hr_classifier(bundle):
+    """The S/P rule the default is served with: buying more moves the answer from LR to HR, never past."""
+    lr = read_tile(SAMPLE_TILE, bundle.lr_size, band_count=4).array
+    rng = np.random.default_rng(3)
+    hr = rng.normal(np.array(bundle.metadata["band_mean"])[:, None, None], 100, (4, 32, 32)).clip(1, 5000)
+    nothing, everything = (
+        classify(bundle, lr, np.zeros_like(hr), [[]])[0],
+        classify(bundle, lr, hr, [list(range(16))])[0],
+    )
+    with torch.inference_mode():
+        lr_probs = decide_patches(bundle, lr)[0].lr_probabilities
+        hr_probs = bundle.hr_classifier(bundle.normalise(torch.as_tensor(hr, dtype=torch.float32)[None])).softmax(-1)[0]
+    assert nothing.probabilities == pytest.approx(lr_probs, abs=1e-6)
+    assert list(everything.probabilities.values()) == pytest.approx(hr_probs.tolist(), abs=1e-6)

@@ -17,7 +17,7 @@ from rasterio.transform import Affine
 
 from models.errors import BudgetError, CoverageError
 from models.footprints import crs_code
-from models.inference import classify as classify_two_stream
+from models.inference import classify as classify_purchase
 from models.planning import Budget, TileFootprint, check_coverage, plan_purchase, scale_warning
 from models.preview import to_rgb
 from models.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid
@@ -142,7 +142,7 @@ def _warnings(purchase, bundle) -> list[str]:
 
 
 def classify(payload: dict[str, Any], registry: ModelRegistry | None = None) -> dict[str, Any]:
-    """Two-stream class probabilities from a plan's LR input and the HR imagery of its purchased patches."""
+    """Class probabilities (the bundle's own fusion rule) from a plan's LR input and its purchased HR patches."""
     registry = registry or process_registry()
     req = ClassifyPayload.model_validate(payload)
     model_id, bundle = registry.get(req.model)
@@ -154,7 +154,7 @@ def classify(payload: dict[str, Any], registry: ModelRegistry | None = None) -> 
     else:
         hr = np.zeros((len(bundle.bands), h, w), np.float32)  # masked out entirely: LR stream only
     lr = decode_array(req.lr_input)
-    result = classify_two_stream(bundle, lr, hr, [purchased])[0]
+    result = classify_purchase(bundle, lr, hr, [purchased])[0]
     return {
         "plan_id": req.plan_id,
         "model": model_id,

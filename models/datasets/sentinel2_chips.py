@@ -44,6 +44,7 @@ and counted.
 
     python -m models.datasets.sentinel2_chips --out data/s2_chips
     python -m models.datasets.sentinel2_chips --sample-lr-tile models/assets/sample_lr_tile.tif
+    python -m models.datasets.sentinel2_chips --sample-lr-scene models/assets/sample_lr_scene.tif
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ NODATA = 0
 SAMPLE_HR_SIZE = 32  # one tile of the default model: 8 x 8 LR px at 40 m
 SAMPLE_FACTOR = 4
 SAMPLE_ORIGIN = (224, 832)  # (row, col) in the test strip; an uncertain mosaic tile where the demo model buys patches
+# A few km of the test strip: 256 x 256 px at 10 m -> 64 x 64 px at 40 m (2.56 km, 8 x 8 model tiles),
+# aligned to the chip grid (chip rows 1-8, columns 35-42): farmland, hedgerows, marsh and the lagoon's edge.
+SCENE_SAMPLE_ORIGIN = (32, 1120)
+SCENE_SAMPLE_HR_SIZE = 256
 
 
 def scene_dir() -> Path:
@@ -320,14 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace chips already in --out")
     parser.add_argument("--sample-lr-tile", type=Path, help="also write the 8x8 px 40 m sample tile (one default-model tile) here")
+    parser.add_argument(
+        "--sample-lr-scene", type=Path, help="also write the 64x64 px 40 m sample scene (8x8 model tiles) here"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.out is None and args.sample_lr_tile is None:
-        parser.error("give --out and/or --sample-lr-tile")
+    if args.out is None and args.sample_lr_tile is None and args.sample_lr_scene is None:
+        parser.error("give --out, --sample-lr-tile and/or --sample-lr-scene")
     try:
         if args.out is not None:
             window = tuple(args.window) if args.window else None
@@ -336,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(report.table())
         if args.sample_lr_tile is not None:
             print(f"sample LR tile written to {write_sample_lr_tile(args.sample_lr_tile)}")
+        if args.sample_lr_scene is not None:
+            path = write_sample_lr_tile(args.sample_lr_scene, SCENE_SAMPLE_ORIGIN, SCENE_SAMPLE_HR_SIZE)
+            print(f"sample LR scene written to {path}")
     except PatchDropError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2

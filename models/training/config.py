@@ -44,6 +44,11 @@ class TrainConfig:
     # uniformly random k in 1..P, so the classifier serves any purchase budget (the
     # service's max_patches) and not only the masks the policy samples; 0 = the paper
     budget_mix: float = 0.0
+    budget_masks: str = "policy"  # "policy" (its top k), "random" (any k patches) or "both" (half each)
+    budget_k_min: int = 1  # smallest random budget; 0 also trains on the LR fill alone
+    # the epoch kept by Pt/Ft-1/Ft-2: best validation "reward" (the paper), or "budgets": best
+    # mean validation accuracy over the policy's top k, k = 0..P, and its greedy choice
+    select: str = "reward"
     # knowledge distillation from the pretrained HR classifier on full images into every
     # classifier finetuned on masked images (PatchDrop's and the baselines' alike); 0 = off
     distill: float = 0.0
@@ -52,6 +57,13 @@ class TrainConfig:
     hard_positive_epochs: int = 0
     # evaluation
     eval_batch: int = 250  # small batches stay in cache: ~1.5x faster than 1000 on CPU
+
+    def __post_init__(self) -> None:
+        choices = {"fill": ("lr", "zeros"), "fusion": ("paper", "confidence"),
+                   "budget_masks": ("policy", "random", "both"), "select": ("reward", "budgets")}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
     @classmethod
     def from_json(cls, path: Path | None, **overrides: Any) -> TrainConfig:

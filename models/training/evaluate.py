@@ -19,10 +19,15 @@ import torch
 
 from models.checkpoint import ModelBundle
 from models.datasets.base import ImageSet
+from models.fusion import bundle_probs, fuse, fusion_of, masked_input
 from models.grid import mask_images, upsample
 from models.policy import baseline_scores, first_k, fractional_k, greedy_actions
-from models.reward import confidence_fusion_probs, two_stream_probs
 from models.training.batches import Normaliser, iterate
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error, in percentage points, of an accuracy ``p`` measured on ``n`` independent images."""
+    return round(100 * (p * (1 - p) / max(n, 1)) ** 0.5, 2)
 
 
 @dataclass
@@ -43,7 +48,12 @@ class Tally:
         self.frequency = freq if self.frequency is None else self.frequency + freq
 
     def result(self, with_coverage: bool) -> dict[str, float]:
-        out = {"accuracy": round(100 * self.correct / self.n, 2), "patches": round(self.patches / self.n, 2)}
+        p = self.correct / self.n
+        out = {
+            "accuracy": round(100 * p, 2),
+            "se": binomial_se(p, self.n),
+            "patches": round(self.patches / self.n, 2),
+        }
         if with_coverage:
             out["item_coverage"] = round(100 * self.coverage / self.n, 2)
         return out
@@ -95,7 +105,6 @@ def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int =
         y = batch.labels
         size = batch.hr.shape[-2:]
         lr_up = upsample(batch.lr, size)
-        fill = lr_up if fill_mode == "lr" else None
         items = test.extra["object_mask"][batch.index].to(device) if has_items else None
         item_px = grid.patch_coverage(items) if has_items else None
 
@@ -105,7 +114,7 @@ def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int =
             return (item_px * actions).sum(-1) / item_px.sum(-1).clamp_min(1)
 
         def hr_pred(bundle: ModelBundle, actions: torch.Tensor) -> torch.Tensor:
-            return bundle.hr_classifier(mask_images(batch.hr, actions, grid, fill))
+            return bundle.hr_classifier(masked_input(bundle, batch.hr, batch.lr, actions))
 
         full = torch.ones(len(y), P, device=device)
         none = torch.zeros(len(y), P, device=device)
@@ -117,27 +126,27 @@ def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int =
             probs = torch.sigmoid(b.policy(batch.lr))
             actions = greedy_actions(probs)
             hr_logits = hr_pred(b, actions)
+            # Each stage scored as it is served: its own fusion rule and fill (models.fusion).
+            rule = fusion_of(b)
+            tally(own, name, bundle_probs(b, batch.hr, batch.lr, actions, hr_logits=hr_logits).argmax(-1) == y,
+                  actions, cover(actions))  # fmt: skip
             if name == "Ft-2":
                 lr_logits = b.lr_classifier(lr_up)
-                tally(own, "Ft-2", two_stream_probs(hr_logits, lr_logits, actions).argmax(-1) == y, actions, cover(actions))
-                tally(own, "Ft-2 (confidence fusion)", confidence_fusion_probs(hr_logits, lr_logits).argmax(-1) == y, actions, cover(actions))
-                tally(own, "Ft-2 (HR stream only)", hr_logits.argmax(-1) == y, actions, cover(actions))
-            else:
-                tally(own, name, hr_logits.argmax(-1) == y, actions, cover(actions))
+                for other in ("paper", "confidence", "hr-only"):
+                    if other != rule:
+                        ok = fuse(other, hr_logits, lr_logits, actions).argmax(-1) == y
+                        tally(own, f"Ft-2 (fusion {other})", ok, actions, cover(actions))
             if name == "Pt":
                 continue  # the sweep compares finetuned classifiers; Pt keeps the pretrained one
-            stage_lr_logits = b.lr_classifier(lr_up) if name == "Ft-2" else None
-            for k in range(1, P + 1):
+            for k in range(0, P + 1):
                 a = first_k(probs, k)
-                logits = hr_pred(b, a)
-                if stage_lr_logits is not None:
-                    logits = two_stream_probs(logits, stage_lr_logits, a)
-                tally(sweep.setdefault(f"PatchDrop {name}", {}), k, logits.argmax(-1) == y, a, cover(a))
+                ok = bundle_probs(b, batch.hr, batch.lr, a).argmax(-1) == y
+                tally(sweep.setdefault(f"PatchDrop {name}", {}), k, ok, a, cover(a))
 
         for label, b in models.baselines.items():
             key = BASELINE_KEYS[label]
             scores = baseline_scores(key, grid, len(y), gen).to(device)
-            for k in range(1, P + 1):
+            for k in range(0, P + 1):
                 a = first_k(scores, k)
                 tally(sweep.setdefault(label, {}), k, hr_pred(b, a).argmax(-1) == y, a, cover(a))
             for stage, S in stage_S.items():
@@ -216,8 +225,7 @@ def plot_examples(bundle: ModelBundle, test: ImageSet, path: Path, count: int = 
     actions = greedy_actions(torch.sigmoid(bundle.policy(batch.lr)))
     lr_up = upsample(batch.lr, batch.hr.shape[-2:])
     masked = mask_images(batch.hr, actions, bundle.grid, lr_up)
-    logits = bundle.hr_classifier(masked)
-    probs = two_stream_probs(logits, bundle.lr_classifier(lr_up), actions) if bundle.lr_classifier else logits.softmax(-1)
+    probs = bundle_probs(bundle, batch.hr, batch.lr, actions)
     names = bundle.class_names
     fig, axes = plt.subplots(2, count, figsize=(2 * count, 4.4), dpi=90)
 
@@ -241,19 +249,26 @@ def plot_examples(bundle: ModelBundle, test: ImageSet, path: Path, count: int = 
 
 def write_markdown(report: dict[str, Any], path: Path, title: str, extra: str = "") -> None:
     has_cov = any("item_coverage" in m for m in report["methods"].values())
-    head = "| method | accuracy (%) | mean patches S |" + (" item coverage (%) |" if has_cov else "")
-    lines = [f"# {title}", "", head, "|---|---|---|" + ("---|" if has_cov else "")]
+    head = "| method | accuracy (%) | SE | mean patches S |" + (" item coverage (%) |" if has_cov else "")
+    lines = [f"# {title}", "", head, "|---|---|---|---|" + ("---|" if has_cov else "")]
     for name, m in report["methods"].items():
-        row = f"| {name} | {m['accuracy']:.2f} | {m['patches']:.2f} |"
+        row = f"| {name} | {m['accuracy']:.2f} | {m['se']:.2f} | {m['patches']:.2f} |"
         if has_cov:
             row += f" {m.get('item_coverage', float('nan')):.1f} |"
         lines.append(row)
-    lines += ["", "## Budget sweep (accuracy % at exactly k patches)", ""]
+    lines += ["", "## Budget sweep (accuracy % ± SE at exactly k patches)", ""]
     methods = list(report["sweep"])
     lines.append("| k | " + " | ".join(methods) + " |")
     lines.append("|---|" + "---|" * len(methods))
-    for k in range(1, 1 + max(len(v) for v in report["sweep"].values())):
-        lines.append(f"| {k} | " + " | ".join(f"{report['sweep'][m][k]['accuracy']:.2f}" for m in methods) + " |")
+    budgets = sorted({int(k) for by_k in report["sweep"].values() for k in by_k})
+
+    def cell(method: str, k: int) -> str:
+        by_k = report["sweep"][method]
+        m = by_k.get(k, by_k.get(str(k)))
+        return "" if m is None else f"{m['accuracy']:.2f} ± {m['se']:.2f}"
+
+    for k in budgets:
+        lines.append(f"| {k} | " + " | ".join(cell(m, k) for m in methods) + " |")
     lines += ["", extra]
     path.write_text("\n".join(lines) + "\n")
 

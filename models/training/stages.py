@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -11,7 +13,8 @@ from torch import nn
 
 from models.checkpoint import ModelBundle
 from models.datasets.base import ImageSet, Splits
-from models.grid import mask_images, upsample
+from models.fusion import bundle_probs, fuse, masked_input
+from models.grid import upsample
 from models.policy import (
     action_log_prob,
     alpha_at,
@@ -21,7 +24,7 @@ from models.policy import (
     fractional_k,
     greedy_actions,
 )
-from models.reward import confidence_fusion_probs, reward, two_stream_probs
+from models.reward import reward
 from models.training.batches import Batch, Normaliser, iterate, num_batches
 from models.training.config import TrainConfig
 from models.training.loop import fit
@@ -50,11 +53,8 @@ class Context:
             flip=train and self.cfg.augment_flip,
         )  # fmt: skip
 
-    def fill(self, batch: Batch) -> torch.Tensor | None:
-        return upsample(batch.lr, batch.hr.shape[-2:]) if self.bundle.fill == "lr" else None
-
     def masked(self, batch: Batch, actions: torch.Tensor) -> torch.Tensor:
-        return mask_images(batch.hr, actions, self.bundle.grid, self.fill(batch))
+        return masked_input(self.bundle, batch.hr, batch.lr, actions)
 
     def lr_input(self, batch: Batch) -> torch.Tensor:
         return upsample(batch.lr, batch.hr.shape[-2:])
@@ -143,31 +143,76 @@ def pretrain_classifiers(ctx: Context) -> dict[str, dict[str, float]]:
     return {"hr_classifier": hr, "lr_classifier": lr}
 
 
-def _scores(ctx: Context, stage: str, hr_logits: torch.Tensor, batch: Batch, actions: torch.Tensor,
-            lr_logits: torch.Tensor | None) -> torch.Tensor:
-    """Class probabilities of the classifier used in ``stage`` (two-stream for Ft-2)."""
-    if stage != "ft2" or lr_logits is None:
-        return hr_logits.softmax(-1)
-    if ctx.cfg.fusion == "confidence":
-        return confidence_fusion_probs(hr_logits, lr_logits)
-    return two_stream_probs(hr_logits, lr_logits, actions)
+def stage_fusion(cfg: TrainConfig, stage: str) -> str:
+    """The fusion rule a stage trains with, and that its bundle is served with.
+
+    Pt and Ft-1 classify from the HR stream alone; only Ft-2 learns with the LR stream.
+    """
+    return cfg.fusion if stage == "ft2" else "hr-only"
+
+
+@contextmanager
+def eval_mode(net: nn.Module) -> Iterator[None]:
+    """Batch norm from running statistics, which the forward does not update; mode restored after."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
+
+
+def budget_actions(ctx: Context, probs: torch.Tensor) -> torch.Tensor:
+    """Masks at uniformly random budgets k in ``budget_k_min``..P for ``len(probs)`` rows.
+
+    ``budget_masks``: "policy" buys the policy's top k patches (what a capped purchase,
+    ``max_patches``, serves); "random" any k patches (imagery bought or owned for other
+    reasons, a whole tile); "both" alternates the two row by row.
+    """
+    cfg, n, p = ctx.cfg, len(probs), probs.shape[-1]
+    k = torch.randint(cfg.budget_k_min, p + 1, (n,), generator=ctx.generator).to(probs.device)
+    random_scores = torch.rand(n, p, generator=ctx.generator).to(probs.device)
+    if cfg.budget_masks == "policy":
+        scores = probs
+    elif cfg.budget_masks == "random":
+        scores = random_scores
+    else:
+        rows = (torch.arange(n, device=probs.device) % 2 == 0)[:, None]
+        scores = torch.where(rows, probs, random_scores)
+    return first_k(scores, k)
 
 
 @torch.inference_mode()
 def evaluate_agent(ctx: Context, stage: str, split: ImageSet, sigma: float) -> dict[str, float]:
-    """Greedy actions on a split: accuracy, mean patches S and mean reward."""
+    """Greedy actions on a split: accuracy, mean patches S and mean reward.
+
+    With ``select="budgets"`` also the accuracy at the policy's top k patches for every
+    k in 0..P, and ``budgets``: the mean of those and the greedy accuracy.
+    """
     b = ctx.bundle.eval()
+    rule = stage_fusion(ctx.cfg, stage)
+    p = b.grid.num_patches
+    sweep = ctx.cfg.select == "budgets"
     correct, patches, rewards = 0, 0.0, 0.0
+    at_k = [0] * (p + 1)
     for batch in ctx.batches(split, ctx.cfg.eval_batch):
-        actions = greedy_actions(torch.sigmoid(b.policy(batch.lr)))
-        lr_logits = b.lr_classifier(ctx.lr_input(batch)) if stage == "ft2" else None
-        probs = _scores(ctx, stage, b.hr_classifier(ctx.masked(batch, actions)), batch, actions, lr_logits)
+        scores = torch.sigmoid(b.policy(batch.lr))
+        actions = greedy_actions(scores)
+        probs = bundle_probs(b, batch.hr, batch.lr, actions, rule=rule)
         ok = probs.argmax(-1) == batch.labels
         correct += int(ok.sum())
         patches += float(actions.sum())
         rewards += float(reward(ok, actions, sigma).sum())
+        if sweep:
+            for k in range(p + 1):
+                a = first_k(scores, k)
+                at_k[k] += int((bundle_probs(b, batch.hr, batch.lr, a, rule=rule).argmax(-1) == batch.labels).sum())
     n = len(split)
-    return {"acc": correct / n, "patches": patches / n, "reward": rewards / n}
+    out = {"acc": correct / n, "patches": patches / n, "reward": rewards / n}
+    if sweep:
+        out["sweep"] = [c / n for c in at_k]
+        out["budgets"] = (sum(at_k) + correct) / (n * (p + 2))
+    return out
 
 
 def train_agent(ctx: Context, stage: str) -> dict[str, float]:
@@ -193,6 +238,8 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
         if b.lr_classifier is not None:
             b.lr_classifier.eval()
 
+    rule = stage_fusion(cfg, stage)
+
     def step(batch: Batch, progress: float) -> dict[str, float]:
         _cosine(opt, base, progress)
         probs = torch.sigmoid(b.policy(batch.lr))
@@ -200,15 +247,26 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
         sampled = torch.bernoulli(explored.detach())
         greedy = greedy_actions(probs.detach())
         lr_logits = None
-        if stage == "ft2":
+        if rule != "hr-only":
             with torch.no_grad():
                 lr_logits = b.lr_classifier(ctx.lr_input(batch))
-        with torch.set_grad_enabled(finetune):
-            hr_logits = b.hr_classifier(ctx.masked(batch, sampled))
-        with torch.no_grad():
+        # The self-critical baseline is what evaluation would answer: running statistics,
+        # and a forward that must not move them towards the greedy masks.
+        with torch.no_grad(), eval_mode(b.hr_classifier):
             greedy_logits = b.hr_classifier(ctx.masked(batch, greedy))
-        scores = _scores(ctx, stage, hr_logits, batch, sampled, lr_logits)
-        greedy_scores = _scores(ctx, stage, greedy_logits, batch, greedy, lr_logits)
+        # Sampled masks and, when finetuning, the budget masks in one forward, so batch
+        # norm sees one batch (one set of batch statistics, one running-statistics update).
+        n_budget = round(cfg.budget_mix * len(batch.labels)) if finetune else 0
+        inputs = ctx.masked(batch, sampled)
+        if n_budget:
+            part = Batch(batch.hr[:n_budget], batch.lr[:n_budget], batch.labels[:n_budget], batch.index[:n_budget])
+            budget = budget_actions(ctx, probs.detach()[:n_budget])
+            inputs = torch.cat([inputs, ctx.masked(part, budget)])
+        with torch.set_grad_enabled(finetune):
+            all_logits = b.hr_classifier(inputs)
+        hr_logits = all_logits[: len(batch.labels)]
+        scores = fuse(rule, hr_logits, lr_logits, sampled)
+        greedy_scores = fuse(rule, greedy_logits, lr_logits, greedy)
         ok = scores.argmax(-1) == batch.labels
         r_sampled = reward(ok, sampled, sigma)
         r_greedy = reward(greedy_scores.argmax(-1) == batch.labels, greedy, sigma)
@@ -216,24 +274,18 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
         loss = -(advantage * action_log_prob(explored, sampled)).mean()
         if finetune:
             loss = loss + F.nll_loss(scores.clamp_min(1e-8).log(), batch.labels) + ctx.distill_loss(hr_logits, batch)
-            loss = loss + budget_loss(probs.detach(), batch, lr_logits)
+        if n_budget:
+            # Classifier loss at random budgets, so it serves any purchase (see budget_actions).
+            budget_lr = None if lr_logits is None else lr_logits[:n_budget]
+            budget_scores = fuse(rule, all_logits[len(batch.labels) :], budget_lr, budget)
+            loss = loss + cfg.budget_mix * (
+                F.nll_loss(budget_scores.clamp_min(1e-8).log(), part.labels)
+                + ctx.distill_loss(all_logits[len(batch.labels) :], part)
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return {"reward": r_sampled.mean().item(), "acc": ok.float().mean().item(), "S": sampled.sum(-1).mean().item()}
-
-    def budget_loss(probs: torch.Tensor, batch: Batch, lr_logits: torch.Tensor | None) -> torch.Tensor | float:
-        """Classifier loss on the policy's top-k masks at random k, for the first rows of the batch."""
-        n = round(cfg.budget_mix * len(batch.labels))
-        if n == 0:
-            return 0.0
-        k = torch.randint(1, b.grid.num_patches + 1, (n,), generator=ctx.generator).to(ctx.device)
-        actions = first_k(probs[:n], k)
-        fill = ctx.fill(batch)
-        logits = b.hr_classifier(mask_images(batch.hr[:n], actions, b.grid, None if fill is None else fill[:n]))
-        part = Batch(batch.hr[:n], batch.lr[:n], batch.labels[:n], batch.index[:n])
-        topk_scores = _scores(ctx, stage, logits, part, actions, None if lr_logits is None else lr_logits[:n])
-        return cfg.budget_mix * F.nll_loss(topk_scores.clamp_min(1e-8).log(), part.labels)
 
     keep: dict[str, nn.Module] = {"policy": b.policy}
     if finetune:
@@ -245,7 +297,7 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
         steps_per_epoch=num_batches(ctx.splits.train, batch_size),
         step=step,
         evaluate=lambda: evaluate_agent(ctx, stage, ctx.splits.val, sigma),
-        score_key="reward",
+        score_key="budgets" if cfg.select == "budgets" else "reward",
         keep=keep,
         train_modes=modes,
     )

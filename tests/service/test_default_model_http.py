@@ -1,0 +1,47 @@
+"""The bundled sample tile planned over HTTP with the shipped default model: the plan's content, not only its status.
+
+Embedded mode only: the Celery path runs the same planning code (tests/service/test_service_plans.py
+covers both modes with a generated bundle); here the model and the tile are the shipped ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from models.cli import DEFAULT_CHECKPOINT
+from service.app import create_app
+from service.settings import Settings
+
+SAMPLE_TILE = DEFAULT_CHECKPOINT.parent / "sample_lr_tile.tif"
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> dict:
+    settings = Settings(
+        models={"default": str(DEFAULT_CHECKPOINT)}, preload_models=False, device="cpu", redis_url=None,
+        db_path=tmp_path / "plans.sqlite3",
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/plans", files={"tile": ("tile.tif", SAMPLE_TILE.read_bytes(), "image/tiff")})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_sample_tile_plan_names_the_patches_their_order_and_the_price(plan):
+    assert plan["model_version"] == "sentinel2-demo-v2"
+    purchase = plan["purchase"]
+    # The policy's patches, most probable first (recorded by running the committed model; patch 8 is
+    # the least sure at 0.534, still clear of the 0.5 threshold).
+    assert purchase["selected_patches"] == [0, 13, 3, 1, 8]
+    assert [p["id"] for p in plan["patches"] if p["selected"]] == [0, 1, 3, 8, 13]
+    # 0.1 km² of tile: the vendor's 1 km² minimum makes the selection cost as much as the whole tile.
+    assert purchase["recommendation"] == "whole_tile"
+    assert purchase["price"] == purchase["whole_tile"]["price"] == pytest.approx(100.0)
+    assert purchase["currency"] == "USD" and purchase["savings_vs_whole_tile"] == pytest.approx(0.0)
+    assert purchase["selected_patches_order"]["minimum_charge_applied"]
+    assert purchase["patch_ids"] == list(range(16))
+    assert plan["lr_prediction"]["class"] == "fine_mosaic"
+    assert plan["lr_prediction"]["confidence"] == pytest.approx(0.529, abs=2e-3)
