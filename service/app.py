@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from service.errors import register_error_handlers
 from service.executor import make_executor
 from service.plans import PlanService
-from service.routes import estimates, health, jobs, models, plans
+from service.routes import docs, estimates, health, jobs, models, plans
 from service.security import authenticate
 from service.settings import Settings, get_settings
 from service.store import RedisStore, SQLiteStore, Store
@@ -49,6 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Which high-resolution patches of a Sentinel-2 tile are worth buying, what they cost, "
         "and the scene class from the LR tile plus the purchased HR patches.",
         lifespan=lifespan,
+        # served by service.routes.docs instead, behind the same authentication as the API
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         dependencies=[Depends(authenticate)],  # every route needs a key once keys are configured
     )
     app.state.settings = settings
@@ -57,6 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s)  # outermost
     estimates.install(app, settings)  # before the jobs router: it serves estimate job ids
-    for module in (health, models, plans, jobs):
+    for module in (health, models, plans, jobs, docs):
         app.include_router(module.router)
     return app
