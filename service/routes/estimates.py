@@ -21,6 +21,7 @@ from service.estimate_schemas import EstimateJobPublic
 from service.estimates import ID_REGEX, EstimateService
 from service.schemas import ErrorBody
 from service.settings import PricingSettings, Settings
+from service.uploads import LargeFormRoute
 
 
 class EstimateIdConvertor(Convertor):
@@ -35,7 +36,7 @@ class EstimateIdConvertor(Convertor):
 
 register_url_convertor("estimate_id", EstimateIdConvertor())
 
-router = APIRouter(prefix="/v1", tags=["estimates"])
+router = APIRouter(prefix="/v1", tags=["estimates"], route_class=LargeFormRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (403, 404, 409, 413, 422, 503)}
 
 
@@ -52,7 +53,13 @@ def _public(job: dict[str, Any], status: int = 200) -> JSONResponse:
 @router.post("/estimates", status_code=202, response_model=EstimateJobPublic, responses=ERRORS)
 def create_estimate(
     request: Request,
-    region: Annotated[str, Form(description="GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection.")],
+    region: Annotated[
+        str,
+        Form(
+            description="GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection, as a field or a file part, "
+            "up to the upload limit (PATCHDROP_MAX_UPLOAD_BYTES)."
+        ),
+    ],
     raster: Annotated[UploadFile | None, File(description="The LR raster (GeoTIFF), uploaded.")] = None,
     raster_ref: Annotated[
         str | None, Form(description="Or a raster to read: a path under the data root, or an allowed COG URL.")
