@@ -270,10 +270,10 @@ def _exact_labels(
     return BandMatch([got.index(w) + 1 for w in want], None, how)
 
 
-def sensor_warning(match: BandMatch, expected: Sequence[str], trained_on: str | None = None) -> str | None:
+def sensor_warning(match: BandMatch | None, expected: Sequence[str], trained_on: str | None = None) -> str | None:
     """A warning when the bands came from another sensor than the model's training data."""
     trained_on = trained_on or sensor_of(expected)
-    if match.sensor is None or trained_on is None or match.sensor == trained_on:
+    if match is None or match.sensor is None or trained_on is None or match.sensor == trained_on:
         return None
     return (
         f"the raster's bands are {match.sensor} bands, read as blue, green, red and nir; the model was trained "

@@ -473,9 +473,18 @@ class SceneReader:
     Sentinel-2 scene and dominate peak memory.
     """
 
-    def __init__(self, source: str | Path, band_names: Sequence[str], name: str | None = None, cache_mb: int = 256):
+    def __init__(
+        self,
+        source: str | Path,
+        band_names: Sequence[str],
+        name: str | None = None,
+        cache_mb: int = 256,
+        requested_bands: Sequence[str] | None = None,
+    ):
         self.source = str(source)
         self.band_names = list(band_names)
+        self.requested_bands = list(requested_bands) if requested_bands is not None else None
+        self.band_match: BandMatch | None = None
         self.name = name or self.source
         self._stack = ExitStack()
         self.cache_mb = cache_mb
@@ -487,7 +496,11 @@ class SceneReader:
             self._stack.enter_context(rasterio.Env(GDAL_CACHEMAX=self.cache_mb))
             ds = self._stack.enter_context(rasterio.open(self.source))
             check_georeferenced(ds, self.name)
-            indexes = match_bands(ds.descriptions, self.band_names, self.name)
+            tags = [ds.tags(i) for i in range(1, ds.count + 1)]
+            self.band_match = match_by_meaning(
+                ds.descriptions, self.band_names, tags=tags, requested=self.requested_bands, name=self.name
+            )
+            indexes = self.band_match.indexes
             t = ds.transform
             self.info = SceneInfo(
                 ds.crs.to_string(),

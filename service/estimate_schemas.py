@@ -39,6 +39,10 @@ class EstimateJobPublic(_Out):
     progress: EstimateProgressPublic
     error: ErrorBody | None
     request: EstimateRequestPublic
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the estimate may be unreliable, e.g. a raster from another sensor than the model's.",
+    )
     result: dict[str, Any] | None = Field(
         description="When succeeded: tiles planned and skipped; area and price for PatchDrop, Fixed-H at the "
         "same patch counts and full HR coverage; saving_pct; order_geojson (the merged order, WGS84)."

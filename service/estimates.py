@@ -106,6 +106,7 @@ class EstimateService:
         cloud_threshold: float | None = None,
         pricing: dict[str, Any] | None = None,
         tenant: str,
+        bands: list[str] | None = None,
     ) -> dict[str, Any]:
         """Validate, record and start a job; returns the job at once (the work runs elsewhere)."""
         geom, geom_crs = parse_region(region, region_crs)  # refuse a bad region now, not in the job
@@ -136,6 +137,7 @@ class EstimateService:
             max_tiles=self.settings.max_region_tiles,
             max_patches=max_patches,
             cloud_threshold=cloud_threshold,
+            bands=bands,
             pricing={**self.settings.pricing.payload().model_dump(), **(pricing or {})},
             redis_prefix=self.settings.redis_prefix,
         )
@@ -201,6 +203,7 @@ class EstimateService:
             "progress": progress(job, self.store),
             "error": job["error"],
             "request": _request_summary(job["request"]),
+            "warnings": job.get("warnings") or [],  # jobs stored before warnings existed have none
             "result": job["result"],
             "links": _links(job),
         }

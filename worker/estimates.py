@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.bands import sensor_warning
 from models.errors import PatchDropError, RegionTooLargeError
 from models.region import RegionSpec, iter_chunks, make_spec, parse_region, summarize
 from worker.payloads import PricingPayload
@@ -58,6 +59,7 @@ class EstimatePayload(BaseModel):
     max_tiles: int | None = Field(default=None, ge=1)
     max_patches: int | None = Field(default=None, ge=0)
     cloud_threshold: float | None = None
+    bands: list[str] | None = None  # what each band of the raster is, in file order (models.bands)
     pricing: PricingPayload
     redis_prefix: str = "patchdrop"
 
@@ -196,6 +198,7 @@ def new_job(payload: EstimatePayload) -> dict[str, Any]:
         "error": None,
         "request": payload.model_dump(),
         "spec": None,
+        "warnings": [],
         "result": None,
     }
 
@@ -229,8 +232,9 @@ def start(job_id: str, store: EstimateStore, registry: Any) -> list[int]:
     def work() -> list[int]:
         spec = job["spec"]
         if spec is None:
-            spec = build_spec(EstimatePayload.model_validate(job["request"]), registry).to_dict()
-            store.update(job_id, spec=spec, state="running", touched=time.time())
+            built, warnings = build_spec(EstimatePayload.model_validate(job["request"]), registry)
+            spec = built.to_dict()
+            store.update(job_id, spec=spec, warnings=warnings, state="running", touched=time.time())
         n = RegionSpec.from_dict(spec).n_chunks
         done = store.chunk_indexes(job_id)
         return [i for i in range(n) if i not in done]
@@ -238,13 +242,15 @@ def start(job_id: str, store: EstimateStore, registry: Any) -> list[int]:
     return _recording_failure(store, job_id, work)
 
 
-def build_spec(req: EstimatePayload, registry: Any) -> RegionSpec:
+def build_spec(req: EstimatePayload, registry: Any) -> tuple[RegionSpec, list[str]]:
+    """The job's tile grid, and warnings about the raster (bands from another sensor than the model's)."""
     from models.raster import SceneReader
 
     _, bundle = registry.get(req.model)
     region, region_crs = parse_region(req.region, req.region_crs)
-    with SceneReader(req.source, bundle.bands, name=req.source_name) as reader:
+    with SceneReader(req.source, bundle.bands, name=req.source_name, requested_bands=req.bands) as reader:
         info = reader.info
+        warning = sensor_warning(reader.band_match, bundle.bands, bundle.metadata.get("sensor"))
     spec = make_spec(
         req.source,
         info.crs,
@@ -270,7 +276,7 @@ def build_spec(req: EstimatePayload, registry: Any) -> RegionSpec:
             f"the region covers {spec.n_tiles} tiles of {spec.tile_px} px over {req.source_name}; "
             f"the limit is {req.max_tiles} (PATCHDROP_MAX_REGION_TILES)"
         )
-    return spec
+    return spec, [warning] if warning else []
 
 
 def run_chunks(
@@ -304,7 +310,7 @@ def run_chunks(
             def cancelled() -> bool:
                 return (store.get(job_id) or {}).get("state") == "cancelled"
 
-            with SceneReader(spec.source, spec.bands, name=req.source_name) as reader:
+            with SceneReader(spec.source, spec.bands, name=req.source_name, requested_bands=req.bands) as reader:
                 for chunk in iter_chunks(
                     reader, spec, todo, lambda lr: policy_probabilities(bundle, lr), order, cancelled
                 ):

@@ -72,6 +72,13 @@ def create_estimate(
         float | None, Form(description="Skip tiles whose B02 is at or above this in most pixels (cloud).")
     ] = None,
     pricing: Annotated[str | None, Form(description='Price list overrides, JSON: {"price_per_km2": 25}.')] = None,
+    bands: Annotated[
+        str | None,
+        Form(
+            description="What each band of the raster is, in file order, comma-separated: STAC common names "
+            "(blue, green, red, nir) or one sensor's band labels. Unset: from the file's metadata or order."
+        ),
+    ] = None,
     *,
     tenant: TenantDep,
 ) -> JSONResponse:
@@ -98,6 +105,7 @@ def create_estimate(
         cloud_threshold=cloud_threshold,
         pricing=overrides,
         tenant=tenant.id,
+        bands=bands.split(",") if bands else None,
     )
     return _public(job, 202)
 

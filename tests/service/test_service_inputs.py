@@ -4,6 +4,7 @@ georeferencing, tiles around a pole or across the antimeridian (each test runs e
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,42 @@ def test_a_tile_across_the_antimeridian_is_cut_there(client):
     _assert_rfc7946(t["footprint_wgs84"], t["area_km2"] / Proj("EPSG:32660").get_factors(lon, lat).areal_scale)
     west, _, east, _ = t["bounds_wgs84"]
     assert west > 179 and east < -179  # RFC 7946 5.2: west > east across the antimeridian
+
+
+@pytest.fixture
+def landsat_root(tmp_path, landsat_stack) -> Path:
+    """A data root with the Landsat window saved twice: bands named B2-B5, and bands named as nothing known."""
+    data, geo = landsat_stack
+    root = tmp_path / "scenes"
+    root.mkdir()
+    (root / "landsat.tif").write_bytes(geotiff_bytes(data, descriptions=LANDSAT_BGRN, **geo))
+    (root / "odd.tif").write_bytes(geotiff_bytes(data, descriptions=["B11", "B12", "B01", "B09"], **geo))
+    return root
+
+
+def estimate(client, ref: str, geo: dict, **form) -> dict:
+    from region_helpers import FREE_PRICING, wait_done
+
+    t = geo["transform"]
+    region = shapely.box(t.c, t.f - 64 * 30.0, t.c + 64 * 30.0, t.f)  # the whole 64x64 px window
+    data = {"region": json.dumps(shapely.geometry.mapping(region)), "region_crs": geo["crs"], "raster_ref": ref}
+    response = client.post("/v1/estimates", data={**data, **form, "pricing": json.dumps(FREE_PRICING)})
+    assert response.status_code == 202, response.text
+    return wait_done(client, response.json()["id"])
+
+
+def test_a_landsat_estimate_succeeds_with_a_sensor_warning(make_client, landsat_root, landsat_stack, tmp_path):
+    client = make_client(data_root=landsat_root, upload_dir=tmp_path / "up")
+    job = estimate(client, "landsat.tif", landsat_stack[1])
+    assert job["state"] == "succeeded", job["error"]
+    assert job["result"]["tiles"]["planned"] > 0
+    assert any("Landsat 8/9 OLI" in w for w in job["warnings"]), job["warnings"]
+
+
+def test_an_estimate_takes_the_bands_parameter(make_client, landsat_root, landsat_stack, tmp_path):
+    client = make_client(data_root=landsat_root, upload_dir=tmp_path / "up")
+    refused = estimate(client, "odd.tif", landsat_stack[1])
+    assert refused["state"] == "failed" and refused["error"]["code"] == "wrong_bands"
+    named = estimate(client, "odd.tif", landsat_stack[1], bands="blue,green,red,nir")
+    assert named["state"] == "succeeded", named["error"]
+    assert named["warnings"] == []  # common names say nothing of the sensor
