@@ -98,10 +98,11 @@ class LargeFormRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def parse_form_then_handle(request: Request) -> Response:
-            limit = request.app.state.settings.max_upload_bytes
-            form = await request.form(max_part_size=limit)
-            if any(isinstance(form.get(name), UploadFile) for name in TEXT_FILE_FIELDS):
-                request._form = await _files_as_text(form)  # the request's parsed-form cache, read by FastAPI
+            if request.method == "POST":
+                limit = request.app.state.settings.max_upload_bytes
+                form = await request.form(max_part_size=limit)
+                if any(isinstance(form.get(name), UploadFile) for name in TEXT_FILE_FIELDS):
+                    request._form = await _files_as_text(form)  # the request's parsed-form cache, read by FastAPI
             return await handler(request)
 
         return parse_form_then_handle
@@ -112,6 +113,7 @@ async def _files_as_text(form: FormData) -> FormData:
     for name, value in form.multi_items():
         if name in TEXT_FILE_FIELDS and isinstance(value, UploadFile):
             data = await value.read()
+            await value.close()  # FastAPI closes the files of the form it is given, not of this one
             try:
                 value = data.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
