@@ -19,16 +19,17 @@ from shapely.geometry import Polygon, box
 
 from models.errors import BudgetError, CoverageError
 from models.footprints import (
-    WGS84,
     Bounds,
     area_km2,
-    bounds_in,
     box_rings,
     geojson,
     metric_crs,
     ring_geojson,
+    rings_wgs84_geojson,
     transform_coords,
     transform_geometry,
+    wgs84_bbox,
+    wgs84_geojson,
 )
 from models.grid import PatchGrid
 from models.pricing import PricingProfile, Quote, quote
@@ -87,7 +88,7 @@ class PurchasePlan:
                             transform_geometry(p.geometry, self.metric_crs, self.footprint.crs),
                             ndigits,
                         ),
-                        "geometry_wgs84": geojson(transform_geometry(p.geometry, self.metric_crs, WGS84), 7),
+                        "geometry_wgs84": wgs84_geojson(p.geometry, self.metric_crs, 7),
                         "area_km2": round(p.area_km2, 4),
                         "billable_area_km2": round(p.billable_km2, 4),
                         "price": round(p.price, 2),
@@ -113,13 +114,13 @@ class PurchasePlan:
     def patch_features(self, ndigits: int = 6) -> list[dict[str, Any]]:
         """Per-patch footprints (tile CRS and WGS84) and areas, in patch-id order."""
         rings = box_rings(self.footprint.patch_bounds)
-        rings_wgs84 = transform_coords(rings, self.footprint.crs, WGS84)
+        rings_wgs84 = rings_wgs84_geojson(rings, self.footprint.crs, 7)
         return [
             {
                 "id": pid,
                 "area_km2": round(area_km2(patch), 4),
                 "footprint": ring_geojson(ring, ndigits),
-                "footprint_wgs84": ring_geojson(ring_wgs84, 7),
+                "footprint_wgs84": ring_wgs84,
             }
             for pid, (ring, ring_wgs84, patch) in enumerate(zip(rings, rings_wgs84, self.patches_metric, strict=True))
         ]
@@ -129,8 +130,8 @@ class PurchasePlan:
         return {
             "crs": self.footprint.crs,
             "bounds": [round(v, ndigits) for v in self.footprint.bounds],
-            "bounds_wgs84": [round(v, 7) for v in bounds_in(self.footprint.bounds, self.footprint.crs, WGS84)],
-            "footprint_wgs84": geojson(transform_geometry(tile, self.footprint.crs, WGS84), 7),
+            "bounds_wgs84": [round(v, 7) for v in wgs84_bbox(tile, self.footprint.crs)],
+            "footprint_wgs84": wgs84_geojson(tile, self.footprint.crs, 7),
             "area_km2": round(area_km2(transform_geometry(tile, self.footprint.crs, self.metric_crs)), 4),
         }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +25,8 @@ from rasterio.transform import Affine
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
+from models.bands import BandMatch, match_by_meaning
 from models.errors import (
-    BandMismatchError,
     EmptyRasterError,
     InvalidRasterError,
     TileTooLargeError,
@@ -54,6 +54,7 @@ class RasterTile:
     height: int
     dtype: str
     thumbnail: np.ndarray | None = None  # (bands, h, w) float32 overview, NaN where nodata
+    bands: BandMatch | None = None  # how the file's bands were matched to the model's
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -98,6 +99,7 @@ def read_tile(
     max_pixels: int | None = None,
     thumbnail_size: int | None = None,
     name: str = "the raster",
+    requested_bands: Sequence[str] | None = None,
 ) -> RasterTile:
     """Read a georeferenced tile resampled to ``out_size`` (height, width) with area averaging.
 
@@ -105,13 +107,17 @@ def read_tile(
     bands, their names, and reads them in the model's order. ``drivers`` restricts the
     accepted formats (``("GTiff",)``), ``max_pixels`` the native size, and
     ``thumbnail_size`` adds a small native-resolution overview for previews.
+    ``requested_bands`` names the file's bands (``models.bands``), one per band in file order.
     """
     expected = len(band_names) if band_names is not None else band_count
     try:
         with open_raster(source) as ds:
             check_georeferenced(ds, name, drivers, max_pixels)
+            match = None
             if band_names is not None:
-                indexes = match_bands(ds.descriptions, band_names, name)
+                tags = [ds.tags(i) for i in range(1, ds.count + 1)]
+                match = match_by_meaning(ds.descriptions, band_names, tags=tags, requested=requested_bands, name=name)
+                indexes = match.indexes
             else:
                 if expected is not None and ds.count != expected:
                     raise WrongBandCountError(f"the raster has {ds.count} bands; the model expects {expected}")
@@ -124,16 +130,17 @@ def read_tile(
                 thumb = ds.read(indexes, out_shape=shape, resampling=Resampling.average, masked=True)
                 thumbnail = np.ma.masked_invalid(thumb.astype(np.float32)).filled(np.nan)
             tile_meta = (ds.crs, ds.transform, ds.width, ds.height, ds.dtypes[0])
+            extra = {"thumbnail": thumbnail, "bands": match}
     except RasterioError as exc:
         raise InvalidRasterError(f"{name} is not a readable GeoTIFF: {_gdal_message(exc, name)}") from exc
     values = np.ma.getdata(data).astype(np.float32)
     if not np.ma.is_masked(data) and np.isfinite(values).all():  # the common case: nothing to fill
-        return RasterTile(values, np.ones(values.shape[1:], bool), *tile_meta, thumbnail=thumbnail)
+        return RasterTile(values, np.ones(values.shape[1:], bool), *tile_meta, **extra)
     array = np.ma.masked_invalid(np.ma.masked_array(values, np.ma.getmaskarray(data)))
     valid = ~np.ma.getmaskarray(array).all(axis=0)
     if not valid.any():
         raise EmptyRasterError("the tile holds only nodata")
-    return RasterTile(fill_with_band_mean(array), valid, *tile_meta, thumbnail=thumbnail)
+    return RasterTile(fill_with_band_mean(array), valid, *tile_meta, **extra)
 
 
 def check_georeferenced(
@@ -153,7 +160,14 @@ def check_georeferenced(
         raise InvalidRasterError(f"{name} has no CRS; a georeferenced GeoTIFF is required")
     if ds.transform == Affine.identity():
         raise InvalidRasterError(f"{name} has no geotransform; a georeferenced GeoTIFF is required")
-    if ds.transform.b != 0 or ds.transform.d != 0:
+    t = ds.transform
+    if not all(np.isfinite([t.a, t.b, t.c, t.d, t.e, t.f])) or t.a * t.e - t.b * t.d == 0:
+        # A zero pixel size (or a rotation that collapses the grid) gives every pixel the same place:
+        # footprints of zero area, prices of zero.
+        raise InvalidRasterError(
+            f"{name} has a degenerate geotransform {tuple(t)[:6]} (a pixel of zero area); fix its georeferencing"
+        )
+    if t.b != 0 or t.d != 0:
         raise InvalidRasterError(f"{name} has a rotated geotransform; warp it north-up first")
 
 
@@ -174,48 +188,16 @@ def _gdal_message(exc: Exception, name: str) -> str:
     return _VSIMEM.sub(name, message)
 
 
-_BAND_ID = re.compile(r"^B0*(\d+)(A?)$")
-
-
-def _band_key(label: str) -> str:
-    """Normalised band label: ``b2``, ``B2`` and ``B02`` all read ``B02``."""
-    text = label.strip().upper()
-    m = _BAND_ID.match(text)
-    return f"B{int(m.group(1)):02d}{m.group(2)}" if m else text
-
-
-def match_bands(descriptions: Sequence[str | None], expected: Sequence[str], name: str = "the raster") -> list[int]:
-    """1-based indexes that read ``expected`` bands in order from a file with these descriptions.
-
-    Files without band descriptions are taken to hold the bands in the expected order.
-    Files that name their bands must name exactly the expected ones (any order).
-    """
-    if len(descriptions) != len(expected):
-        raise WrongBandCountError(
-            f"{name} has {len(descriptions)} bands; the model expects {len(expected)} ({', '.join(expected)})"
-        )
-    if not all(descriptions):
-        return list(range(1, len(expected) + 1))
-    got = [_band_key(d) for d in descriptions]  # type: ignore[arg-type]
-    want = [_band_key(e) for e in expected]
-    named_like_bands = any(g in want or _BAND_ID.match(g) for g in got)
-    if not named_like_bands:
-        return list(range(1, len(expected) + 1))  # descriptions such as "Band 1" say nothing
-    if sorted(got) != sorted(want):
-        unexpected = [d for d, g in zip(descriptions, got, strict=True) if g not in want]
-        missing = [e for e, w in zip(expected, want, strict=True) if w not in got]
-        parts = []
-        if unexpected:
-            parts.append(f"unexpected {', '.join(map(str, unexpected))}")
-        if missing:
-            parts.append(f"missing {', '.join(missing)}")
-        if not parts:
-            parts.append("a band is repeated")
-        raise BandMismatchError(
-            f"{name} holds bands {', '.join(map(str, descriptions))}; the model expects "
-            f"{', '.join(expected)} ({'; '.join(parts)})"
-        )
-    return [got.index(w) + 1 for w in want]
+def match_bands(
+    descriptions: Sequence[str | None],
+    expected: Sequence[str],
+    name: str = "the raster",
+    *,
+    tags: Sequence[Mapping[str, str]] | None = None,
+    requested: Sequence[str] | None = None,
+) -> list[int]:
+    """1-based indexes that read ``expected`` bands in order (matched by meaning: ``models.bands``)."""
+    return match_by_meaning(descriptions, expected, tags=tags, requested=requested, name=name).indexes
 
 
 def fill_with_band_mean(array: np.ma.MaskedArray) -> np.ndarray:
@@ -491,9 +473,18 @@ class SceneReader:
     Sentinel-2 scene and dominate peak memory.
     """
 
-    def __init__(self, source: str | Path, band_names: Sequence[str], name: str | None = None, cache_mb: int = 256):
+    def __init__(
+        self,
+        source: str | Path,
+        band_names: Sequence[str],
+        name: str | None = None,
+        cache_mb: int = 256,
+        requested_bands: Sequence[str] | None = None,
+    ):
         self.source = str(source)
         self.band_names = list(band_names)
+        self.requested_bands = list(requested_bands) if requested_bands is not None else None
+        self.band_match: BandMatch | None = None
         self.name = name or self.source
         self._stack = ExitStack()
         self.cache_mb = cache_mb
@@ -505,7 +496,11 @@ class SceneReader:
             self._stack.enter_context(rasterio.Env(GDAL_CACHEMAX=self.cache_mb))
             ds = self._stack.enter_context(rasterio.open(self.source))
             check_georeferenced(ds, self.name)
-            indexes = match_bands(ds.descriptions, self.band_names, self.name)
+            tags = [ds.tags(i) for i in range(1, ds.count + 1)]
+            self.band_match = match_by_meaning(
+                ds.descriptions, self.band_names, tags=tags, requested=self.requested_bands, name=self.name
+            )
+            indexes = self.band_match.indexes
             t = ds.transform
             self.info = SceneInfo(
                 ds.crs.to_string(),

@@ -35,9 +35,9 @@ from models.footprints import (
     box_rings,
     metric_crs,
     parse_crs,
-    ring_geojson,
-    transform_coords,
+    rings_wgs84_geojson,
     transform_geometry,
+    wgs84_geojson,
 )
 from models.pricing import PricingProfile
 
@@ -596,7 +596,7 @@ def summarize(spec: RegionSpec, chunks: Iterable[dict[str, Any]], pricing: Prici
     features = [
         {
             "type": "Feature",
-            "geometry": mapping(transform_geometry(g, work_crs, WGS84)),
+            "geometry": wgs84_geojson(g, work_crs),
             "properties": {
                 "area_km2": round(g.area / 1e6, 4),
                 "billable_km2": round(max(g.area / 1e6, pricing.min_area_km2), 4),
@@ -634,7 +634,7 @@ def tile_features(spec: RegionSpec, chunk: dict[str, Any], ndigits: int = 7) -> 
         return
     rows = r0 + keep // spec.n_cols
     cols = spec.col0 + keep % spec.n_cols
-    rings = transform_coords(box_rings(spec.tile_bounds(rows, cols)), spec.crs, WGS84)
+    geometries = rings_wgs84_geojson(box_rings(spec.tile_bounds(rows, cols)), spec.crs, ndigits)
     selected = _unbits(_unb64(chunk["selected"], np.uint32)[keep], p)
     fixed = _unbits(_unb64(chunk["fixed_h"], np.uint32)[keep], p)
     probs = _unb64(chunk["probs"], np.uint8).reshape(-1, p)[keep]
@@ -642,7 +642,7 @@ def tile_features(spec: RegionSpec, chunk: dict[str, Any], ndigits: int = 7) -> 
         planned = status[keep[k]] == PLANNED
         yield {
             "type": "Feature",
-            "geometry": ring_geojson(rings[k], ndigits),
+            "geometry": geometries[k],
             "properties": {
                 "row": int(rows[k]),
                 "col": int(cols[k]),

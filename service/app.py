@@ -18,7 +18,7 @@ from service.estimates import EstimateService
 from service.executor import make_executor
 from service.jobs import JobService
 from service.plans import PlanService
-from service.routes import estimates, health, jobs, models, plans
+from service.routes import docs, estimates, health, jobs, models, plans
 from service.security import authenticate
 from service.settings import Settings, get_settings
 from service.store import open_plan_store
@@ -45,6 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Which high-resolution patches of a Sentinel-2 tile are worth buying, what they cost, "
         "and the scene class from the LR tile plus the purchased HR patches.",
         lifespan=lifespan,
+        # served by service.routes.docs instead, behind the same authentication as the API
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         dependencies=[Depends(authenticate)],  # every route needs a key once keys are configured
     )
     app.state.settings = settings
@@ -54,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app)
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s)  # outermost
-    for module in (health, models, plans, estimates, jobs):
+    for module in (health, models, plans, estimates, jobs, docs):
         app.include_router(module.router)
     executor.resume()  # embedded: estimates a previous run left unfinished carry on
     return app

@@ -105,6 +105,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     # the server's side
     "invalid_checkpoint": 503,
+    "device_unavailable": 503,  # a worker configured for a GPU it lacks (refused at start, before any request)
     "broker_unavailable": 503,
     "store_unavailable": 503,
     "request_timeout": 503,

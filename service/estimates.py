@@ -85,6 +85,7 @@ class EstimateService:
         tile_size_m: float | None = None,
         max_patches: int | None = None,
         cloud_threshold: float | None = None,
+        bands: list[str] | None = None,
         pricing: dict[str, Any] | None = None,
         tenant: str,
     ) -> str:
@@ -117,6 +118,7 @@ class EstimateService:
             max_tiles=self.settings.max_region_tiles,
             max_patches=max_patches,
             cloud_threshold=cloud_threshold,
+            bands=bands,
             pricing={**self.settings.pricing.payload().model_dump(), **(pricing or {})},
             redis_prefix=self.settings.redis_prefix,
         )
@@ -167,8 +169,8 @@ class EstimateService:
 
     def _succeeded(self, job_id: str, tenant: str, what: str) -> Job:
         job = self.jobs.get(job_id)
-        if job is None or job["kind"] != "estimate":
-            raise JobNotFoundError(f"no estimate job with id {job_id!r}")
+        if job is None or job["kind"] != "estimate":  # the message a missing id and another tenant's id get
+            raise JobNotFoundError(f"no job with id {job_id!r}")
         owned(job, tenant, JobNotFoundError, "job")  # type: ignore[arg-type]
         if job["state"] != JobState.SUCCEEDED.value:
             raise EstimateNotReadyError(f"estimate {job_id} is {job['state']}; the {what} is ready when it succeeds")

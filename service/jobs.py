@@ -45,7 +45,11 @@ class JobService:
         links = {"self": base}
         succeeded = job["state"] == "succeeded"
         if job["kind"] == "estimate":
-            out.update(progress=self.estimates.progress(job), request=_request_summary(job["request"]))
+            out.update(
+                progress=self.estimates.progress(job),
+                request=_request_summary(job["request"]),
+                warnings=job.get("warnings") or [],  # records stored before warnings existed have none
+            )
             if succeeded:
                 links.update(tiles=f"{base}/tiles.geojson", order=f"{base}/order.geojson")
         else:

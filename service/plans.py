@@ -93,6 +93,7 @@ class PlanService:
         model: str | None = None,
         *,
         tenant: str,
+        bands: list[str] | None = None,
     ) -> Outcome:
         if not tile:
             raise MissingUploadError("the uploaded tile is empty (0 bytes)")
@@ -108,6 +109,7 @@ class PlanService:
             pricing=s.pricing.payload(),
             max_tile_pixels=s.max_tile_pixels,
             thumbnail_px=s.thumbnail_px,
+            bands=bands,
         )
         return self._run("plan", plan_id, payload.model_dump(), tenant)
 

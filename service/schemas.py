@@ -182,4 +182,8 @@ class JobPublic(_Out):
     plan_id: str | None = Field(default=None, description="Plan and classify jobs: the plan made or read.")
     progress: EstimateProgressPublic | None = Field(default=None, description="Estimates: tiles and chunks done.")
     request: EstimateRequestPublic | None = Field(default=None, description="Estimates: the request as accepted.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Estimates: why the result may be unreliable, e.g. a raster from another sensor than the model's.",
+    )
     links: dict[str, str]

@@ -8,7 +8,9 @@ API keys
     ``public``; ``environment=production`` refuses to start without keys.
     ``authenticate`` runs for every route of the app (an app-level dependency),
     so a new router is protected without doing anything; only ``PUBLIC_PATHS``
-    answer without a key.
+    answer without a key (and ``DOC_PATHS`` when ``Settings.public_docs`` is on).
+    The docs routes are added by ``service.app`` as ordinary routes so the
+    same dependency covers them (FastAPI's own docs routes take no dependencies).
 
 Ownership, the same for every kind of record (plans, jobs, estimates, ...)
     1. The route takes ``tenant: TenantDep`` (``service.deps``).
@@ -39,6 +41,7 @@ from service.errors import UnauthorizedError
 PUBLIC = "public"
 TENANT_FIELD = "tenant"
 PUBLIC_PATHS = frozenset({"/healthz"})
+DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,9 @@ def _keyring(request: Request) -> KeyRing:
 def authenticate(request: Request) -> Tenant:
     """The tenant of the request (FastAPI caches it per request, however many routes ask)."""
     ring = _keyring(request)
-    route = request.scope.get("route")
-    if not ring.enabled or getattr(route, "path", None) in PUBLIC_PATHS:
+    path = getattr(request.scope.get("route"), "path", None)
+    public = path in PUBLIC_PATHS or (path in DOC_PATHS and request.app.state.settings.public_docs)
+    if not ring.enabled or public:
         return Tenant(PUBLIC)
     key = _presented_key(request)
     if key is None:

@@ -108,6 +108,11 @@ class Settings(WorkerSettings):
         description='Tenants and the SHA-256 of their API key, as JSON: {"acme": "sha256:<64 hex>"} '
         "(python -m service.security new-key acme). Empty: no keys, every request is the tenant 'public'.",
     )
+    public_docs: bool = Field(
+        default=False,
+        description="Serve /docs, /redoc and /openapi.json without a key even when API keys are configured "
+        "(off: they need a key like the API).",
+    )
     max_region_km2: float = Field(
         default=15_000.0,
         gt=0,

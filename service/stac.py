@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-STAC_VERSION = "1.0.0"
+STAC_VERSION = "1.1.0"  # the version whose official schemas the tests validate against (pystac-core)
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 LABEL = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
 MEDIA_TYPE = "application/geo+json"

@@ -7,8 +7,15 @@ The answer is the usual ``{"code", "detail"}`` body with status 413.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.datastructures import FormData, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from models.errors import RegionError
 from service.errors import UploadTooLargeError, error_response, status_for
 
 
@@ -73,3 +80,43 @@ class UploadLimitMiddleware:
                 raise
         if exceeded and not started:
             await self._refuse(scope, receive, send)
+
+
+TEXT_FILE_FIELDS = frozenset({"region"})  # form fields that may also arrive as a file part (curl -F region=@aoi.json)
+
+
+class LargeFormRoute(APIRoute):
+    """A route whose text fields may be as large as the upload cap, and whose ``TEXT_FILE_FIELDS`` may be files.
+
+    Starlette caps each text field of a form at 1 MiB (``max_part_size``) unless told otherwise, and
+    detailed regions of interest are bigger. The form is parsed here with the upload cap as the limit
+    (the whole body is already held to it by ``UploadLimitMiddleware``, which answers 413 past it);
+    FastAPI then reads the parsed form that the request keeps.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def parse_form_then_handle(request: Request) -> Response:
+            if request.method == "POST":
+                limit = request.app.state.settings.max_upload_bytes
+                form = await request.form(max_part_size=limit)
+                if any(isinstance(form.get(name), UploadFile) for name in TEXT_FILE_FIELDS):
+                    request._form = await _files_as_text(form)  # the request's parsed-form cache, read by FastAPI
+            return await handler(request)
+
+        return parse_form_then_handle
+
+
+async def _files_as_text(form: FormData) -> FormData:
+    items: list[tuple[str, str | UploadFile]] = []
+    for name, value in form.multi_items():
+        if name in TEXT_FILE_FIELDS and isinstance(value, UploadFile):
+            data = await value.read()
+            await value.close()  # FastAPI closes the files of the form it is given, not of this one
+            try:
+                value = data.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise RegionError(f"the {name} file part is not UTF-8 text: {exc.reason}") from exc
+        items.append((name, value))
+    return FormData(items)

@@ -16,6 +16,14 @@ from worker.registry import ModelRegistry
 ASSETS = Path(__file__).resolve().parents[1] / "models" / "assets"
 
 
+def wait_until(condition, timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail at the deadline (instead of sleeping and hoping)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(0.001)
+
+
 def run_in_threads(batcher, items):
     results = {}
 
@@ -46,7 +54,7 @@ def test_requests_arriving_during_a_batch_share_the_next_one():
         first, r1 = run_in_threads(batcher, [1])
         assert started.wait(5)
         rest, r2 = run_in_threads(batcher, [2, 3, 4, 5])
-        time.sleep(0.2)
+        wait_until(lambda: batcher.pending() == 4)  # all four queued behind the held batch
         release.set()
         for t in first + rest:
             t.join(5)
@@ -79,7 +87,7 @@ def test_one_bad_item_fails_only_its_own_caller():
     batcher = DynamicBatcher(fn)
     try:
         threads, results = run_in_threads(batcher, [1, -1, 2])
-        time.sleep(0.2)
+        wait_until(lambda: batcher.pending() + sum(batcher.batch_sizes) == 3)  # every item is in a batch or queued
         gate.set()
         for t in threads:
             t.join(5)

@@ -38,6 +38,10 @@ class DynamicBatcher(Generic[X, Y]):
         self._queue.put((item, future))
         return future.result()
 
+    def pending(self) -> int:
+        """Requests queued for a batch that has not started yet (approximate, for load reports and tests)."""
+        return self._queue.qsize()
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)

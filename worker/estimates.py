@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.bands import sensor_warning
 from models.errors import RegionTooLargeError
 from models.region import RegionSpec, iter_chunks, make_spec, parse_region, summarize
 from worker.jobstore import ACTIVE, Job, JobState, JobStore, error_body, new_job, now
@@ -48,6 +49,7 @@ class EstimatePayload(BaseModel):
     max_tiles: int | None = Field(default=None, ge=1)
     max_patches: int | None = Field(default=None, ge=0)
     cloud_threshold: float | None = None
+    bands: list[str] | None = None  # what each band of the raster is, in file order (models.bands)
     pricing: PricingPayload
     redis_prefix: str = "patchdrop"
 
@@ -56,7 +58,7 @@ class EstimatePayload(BaseModel):
 
 
 def new_estimate_job(payload: EstimatePayload, tenant: str) -> Job:
-    return new_job("estimate", tenant, job_id=payload.job_id, request=payload.model_dump(), spec=None)
+    return new_job("estimate", tenant, job_id=payload.job_id, request=payload.model_dump(), spec=None, warnings=[])
 
 
 def _job(store: JobStore, job_id: str) -> Job:
@@ -84,8 +86,9 @@ def start(job_id: str, store: JobStore, registry: Any) -> list[int]:
     def work() -> list[int]:
         spec = job["spec"]
         if spec is None:
-            spec = build_spec(EstimatePayload.model_validate(job["request"]), registry).to_dict()
-            store.update(job_id, spec=spec, state=JobState.RUNNING.value, touched=time.time())
+            built, warnings = build_spec(EstimatePayload.model_validate(job["request"]), registry)
+            spec = built.to_dict()
+            store.update(job_id, spec=spec, warnings=warnings, state=JobState.RUNNING.value, touched=time.time())
         n = RegionSpec.from_dict(spec).n_chunks
         done = store.chunk_indexes(job_id)
         return [i for i in range(n) if i not in done]
@@ -93,13 +96,15 @@ def start(job_id: str, store: JobStore, registry: Any) -> list[int]:
     return _recording_failure(store, job_id, work)
 
 
-def build_spec(req: EstimatePayload, registry: Any) -> RegionSpec:
+def build_spec(req: EstimatePayload, registry: Any) -> tuple[RegionSpec, list[str]]:
+    """The job's tile grid, and warnings about the raster (bands from another sensor than the model's)."""
     from models.raster import SceneReader
 
     _, bundle = registry.get(req.model)
     region, region_crs = parse_region(req.region, req.region_crs)
-    with SceneReader(req.source, bundle.bands, name=req.source_name) as reader:
+    with SceneReader(req.source, bundle.bands, name=req.source_name, requested_bands=req.bands) as reader:
         info = reader.info
+        warning = sensor_warning(reader.band_match, bundle.bands, bundle.metadata.get("sensor"))
     spec = make_spec(
         req.source,
         info.crs,
@@ -125,7 +130,7 @@ def build_spec(req: EstimatePayload, registry: Any) -> RegionSpec:
             f"the region covers {spec.n_tiles} tiles of {spec.tile_px} px over {req.source_name}; "
             f"the limit is {req.max_tiles} (PATCHDROP_MAX_REGION_TILES)"
         )
-    return spec
+    return spec, [warning] if warning else []
 
 
 def run_chunks(
@@ -159,7 +164,7 @@ def run_chunks(
             def cancelled() -> bool:
                 return (store.get(job_id) or {}).get("state") == JobState.CANCELLED.value
 
-            with SceneReader(spec.source, spec.bands, name=req.source_name) as reader:
+            with SceneReader(spec.source, spec.bands, name=req.source_name, requested_bands=req.bands) as reader:
                 for chunk in iter_chunks(
                     reader, spec, todo, lambda lr: policy_probabilities(bundle, lr), order, cancelled
                 ):

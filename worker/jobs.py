@@ -15,6 +15,7 @@ import numpy as np
 import shapely
 from rasterio.transform import Affine
 
+from models.bands import sensor_warning
 from models.errors import BudgetError, CoverageError
 from models.footprints import crs_code
 from models.inference import classify as classify_purchase
@@ -75,6 +76,7 @@ def _read_lr(req: PlanPayload, bundle) -> RasterTile:
         max_pixels=req.max_tile_pixels,
         thumbnail_size=req.thumbnail_px,
         name=req.filename,
+        requested_bands=req.bands,
     )
     grid = bundle.grid
     if tile.width < grid.cols or tile.height < grid.rows:
@@ -121,7 +123,7 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
             "probabilities": {k: round(v, 6) for k, v in decision.lr_probabilities.items()},
         },
         "pricing": req.pricing.model_dump(),
-        "warnings": _warnings(purchase, bundle),
+        "warnings": _warnings(purchase, bundle) + _band_warnings(tile, bundle),
     }
     artifacts = {
         "crs": crs,
@@ -138,6 +140,13 @@ def _warnings(purchase, bundle) -> list[str]:
     minx, miny, maxx, maxy = shapely.union_all(purchase.patches_metric).bounds
     side_m = ((maxx - minx) + (maxy - miny)) / 2
     warning = scale_warning(side_m, bundle.lr_size[1], bundle.metadata.get("lr_pixel_size"))
+    return [warning] if warning else []
+
+
+def _band_warnings(tile: RasterTile, bundle) -> list[str]:
+    if tile.bands is None:
+        return []
+    warning = sensor_warning(tile.bands, bundle.bands, bundle.metadata.get("sensor"))
     return [warning] if warning else []
 
 

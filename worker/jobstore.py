@@ -57,6 +57,7 @@ class Job(TypedDict, total=False):
     # estimate jobs: the request as the worker reads it, and the tile grid fixed when the job starts
     request: dict[str, Any]
     spec: dict[str, Any] | None
+    warnings: list[str]  # why the result may be unreliable (e.g. a raster from another sensor)
 
 
 def now() -> str:

@@ -56,6 +56,7 @@ class PlanPayload(_Payload):
     pricing: PricingPayload
     max_tile_pixels: int | None = None
     thumbnail_px: int = 256
+    bands: list[str] | None = None  # what each band of the file is, in file order (models.bands)
 
 
 class FilePayload(_Payload):

@@ -32,7 +32,10 @@ class WorkerSettings(BaseSettings):
     )
     default_model: str = Field(default="default", description="Model id used when a request names none.")
     device: str = Field(
-        default="auto", description="torch device for inference: auto (CUDA when available), cpu, cuda:0, ..."
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="torch device for inference: auto (CUDA when available), cpu, cuda:0, ... "
+        "(a GPU the machine lacks is refused when the worker starts).",
     )
     torch_threads: int | None = Field(
         default=None, ge=1, description="torch intra-op threads per process (unset: torch's default, one per core)."

@@ -17,15 +17,22 @@ from service.deps import EstimateServiceDep, JobServiceDep, TenantDep
 from service.routes.jobs import job_response
 from service.schemas import ErrorBody, JobPublic
 from service.settings import PricingSettings, Settings
+from service.uploads import LargeFormRoute
 
-router = APIRouter(prefix="/v1", tags=["estimates"])
+router = APIRouter(prefix="/v1", tags=["estimates"], route_class=LargeFormRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (403, 404, 409, 413, 422, 503)}
 
 
 @router.post("/estimates", status_code=202, response_model=JobPublic, responses=ERRORS)
 def create_estimate(
     request: Request,
-    region: Annotated[str, Form(description="GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection.")],
+    region: Annotated[
+        str,
+        Form(
+            description="GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection, as a field or a file part, "
+            "up to the upload limit (PATCHDROP_MAX_UPLOAD_BYTES)."
+        ),
+    ],
     raster: Annotated[UploadFile | None, File(description="The LR raster (GeoTIFF), uploaded.")] = None,
     raster_ref: Annotated[
         str | None, Form(description="Or a raster to read: a path under the data root, or an allowed COG URL.")
@@ -38,6 +45,13 @@ def create_estimate(
         float | None, Form(description="Skip tiles whose B02 is at or above this in most pixels (cloud).")
     ] = None,
     pricing: Annotated[str | None, Form(description='Price list overrides, JSON: {"price_per_km2": 25}.')] = None,
+    bands: Annotated[
+        str | None,
+        Form(
+            description="What each band of the raster is, in file order, comma-separated: STAC common names "
+            "(blue, green, red, nir) or one sensor's band labels. Unset: from the file's metadata or order."
+        ),
+    ] = None,
     *,
     estimates: EstimateServiceDep,
     jobs: JobServiceDep,
@@ -66,6 +80,7 @@ def create_estimate(
         cloud_threshold=cloud_threshold,
         pricing=overrides,
         tenant=tenant.id,
+        bands=bands.split(",") if bands else None,
     )
     return job_response(jobs.get(job_id, tenant=tenant.id), 202)
 

@@ -53,11 +53,25 @@ def create_plan(
     max_patches: Annotated[int | None, Form(ge=0, description="Buy at most this many patches.")] = None,
     max_price: Annotated[float | None, Form(ge=0, description="Spend at most this much on the order.")] = None,
     model: Annotated[str | None, Form(description="Model id (GET /v1/models); default model if unset.")] = None,
+    bands: Annotated[
+        str | None,
+        Form(
+            description="What each band of the tile is, in file order, comma-separated: STAC common names "
+            "(blue, green, red, nir) or one sensor's band labels (B5,B4,B3,B2). Unset: from the file's band "
+            "metadata, descriptions or order."
+        ),
+    ] = None,
     format: Format = "json",
 ) -> Response:
     """Plan the HR purchase for an LR tile: which patches, as which order polygons, at what price."""
     outcome = service.create_plan(
-        tile.file.read(), tile.filename or "tile.tif", max_patches, max_price, model, tenant=tenant.id
+        tile.file.read(),
+        tile.filename or "tile.tif",
+        max_patches,
+        max_price,
+        model,
+        tenant=tenant.id,
+        bands=bands.split(",") if bands else None,
     )
     if outcome.pending:
         return job_response(jobs.public(outcome.job), 202)

@@ -1,10 +1,17 @@
-"""Region estimates on Celery survive lost work: a worker killed (SIGKILL) mid-job, a task lost outright.
+"""Region estimates on Celery survive lost work, each test proving one recovery mechanism.
 
-Needs Redis (``PATCHDROP_TEST_REDIS_URL``, set by ``.ci/run``). The workers run with a
-2 s visibility timeout, so Redis hands the killed worker's unacknowledged chunk to the
-next worker within seconds instead of the production default of an hour. A task lost
-before Redis recorded it as unacknowledged never comes back by itself: the API sends
-the job again once it has made no progress for ``estimate_stall_s``.
+Needs Redis (``PATCHDROP_TEST_REDIS_URL``, set by ``.ci/run``).
+
+- A worker killed (SIGKILL) in the middle of a chunk: its task was taken off the queue but not
+  acknowledged (late acknowledgement), so Redis hands it to the next worker once the visibility
+  timeout passes (2 s here instead of the production hour). The API's stall resend is off
+  (an hour), so redelivery is the only way the job can finish. The kill lands mid-chunk by
+  construction: the first worker runs with a ``sitecustomize`` hook (test code, on its
+  PYTHONPATH only) that writes a marker file when a chunk reaches the policy and then holds the
+  chunk open; the test kills the worker when the marker appears.
+- A task lost before Redis recorded it as unacknowledged never comes back by itself: the API
+  sends the job again once it has made no progress for ``estimate_stall_s`` (3 s here). The
+  task is deleted from the queue, so redelivery cannot be what finishes the job.
 """
 
 from __future__ import annotations
@@ -31,7 +38,22 @@ from worker.jobstore import SQLiteJobStore
 from worker.payloads import PricingPayload
 from worker.registry import ModelRegistry
 
-ROWS = 30  # tile rows, one chunk each: enough that the first worker is killed well before the end
+ROWS = 30  # tile rows, one chunk each
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE_S = 90
+
+# Loaded by the held worker's interpreter at start-up (PYTHONPATH): the policy forward of a chunk
+# writes the marker and then waits for ever, so the worker is busy inside a chunk when killed.
+HOLD_CHUNK_HOOK = """
+import os, pathlib, threading
+import models.inference
+
+def _held(bundle, lr, *args, **kwargs):
+    pathlib.Path(os.environ["PATCHDROP_TEST_CHUNK_MARKER"]).write_text(str(os.getpid()))
+    threading.Event().wait()
+
+models.inference.policy_probabilities = _held
+"""
 
 
 @dataclass
@@ -42,11 +64,18 @@ class Setup:
     redis: redis.Redis
     log_path: Path
 
-    def start_worker(self, log) -> subprocess.Popen:
+    def start_worker(self, log, **env: str) -> subprocess.Popen:
         s = self.settings
         models = {k: str(v) for k, v in s.models.items()}
         name = f"kill-{uuid.uuid4().hex[:6]}"
-        return start_celery_worker(s.redis_url, s.queue, models, log, name, PATCHDROP_VISIBILITY_TIMEOUT_S="2")
+        return start_celery_worker(s.redis_url, s.queue, models, log, name, PATCHDROP_VISIBILITY_TIMEOUT_S="2", **env)
+
+    def start_held_worker(self, log, hook_dir: Path, marker: Path) -> subprocess.Popen:
+        """A worker whose first chunk stops inside the policy forward (after writing ``marker``) until killed."""
+        hook_dir.mkdir(exist_ok=True)
+        (hook_dir / "sitecustomize.py").write_text(HOLD_CHUNK_HOOK)
+        pythonpath = os.pathsep.join([str(hook_dir), str(REPO)])
+        return self.start_worker(log, PYTHONPATH=pythonpath, PATCHDROP_TEST_CHUNK_MARKER=str(marker))
 
     def submit(self, api: TestClient) -> str:
         form = {"region": self.region, "region_crs": "EPSG:32618", "raster_ref": "scene.tif"}
@@ -73,7 +102,7 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path, bundle_path):
+def setup(tmp_path, bundle_path, request):
     redis_url = os.environ.get(REDIS_ENV)
     if not redis_url:
         pytest.skip(f"needs a Redis server: set {REDIS_ENV} (.ci/run does)")
@@ -84,37 +113,46 @@ def setup(tmp_path, bundle_path):
     models = {"default": str(bundle_path)}
     settings = Settings(
         redis_url=redis_url, queue=queue, redis_prefix=prefix, models=models, preload_models=False,
-        device="cpu", data_root=root, estimate_chunk_tiles=10, estimate_stall_s=3,
+        device="cpu", data_root=root, estimate_chunk_tiles=10, estimate_stall_s=request.param,
     )  # fmt: skip
     r = redis.Redis.from_url(redis_url)
     yield Setup(root, geojson_text(tiles_box(0, 0, 10, ROWS)), settings, r, tmp_path / "workers.log")
     r.close()
 
 
-def test_a_job_survives_a_worker_killed_mid_job(tmp_path, setup):
+STALL_OFF = 3600.0  # longer than the test: the API never resends
+STALL_ON = 3.0
+
+
+@pytest.mark.parametrize("setup", [STALL_OFF], indirect=True)
+def test_a_worker_killed_mid_chunk_is_recovered_by_redelivery(tmp_path, setup, caplog):
     workers: list[subprocess.Popen] = []
+    marker = tmp_path / "chunk-started"
     with setup.log_path.open("w") as log:
         try:
             with TestClient(create_app(setup.settings)) as api:
                 job_id = setup.submit(api)
-                workers.append(first := setup.start_worker(log))
-                deadline = time.monotonic() + 90
-                while setup.chunks_stored(job_id) < 1:
+                workers.append(first := setup.start_held_worker(log, tmp_path / "hook", marker))
+                deadline = time.monotonic() + DEADLINE_S
+                while not marker.exists():  # the marker appears when a chunk is inside the policy
                     assert first.poll() is None and time.monotonic() < deadline, setup.log_path.read_text()
-                    time.sleep(0.005)
+                    time.sleep(0.01)
+                assert marker.read_text() == str(first.pid)
                 os.kill(first.pid, signal.SIGKILL)
                 first.wait()
-                assert 1 <= setup.chunks_stored(job_id) < ROWS
+                assert setup.chunks_stored(job_id) == 0  # killed inside the first chunk
                 assert api.get(f"/v1/jobs/{job_id}").json()["state"] == "running"
 
                 workers.append(setup.start_worker(log))
-                job = wait_done(api, job_id, timeout=90)
+                job = wait_done(api, job_id, timeout=DEADLINE_S)
         finally:
             for process in workers:
                 stop_process(process)
+    assert not any("made no progress" in record.getMessage() for record in caplog.records)  # no resend
     setup.check(job, tmp_path)
 
 
+@pytest.mark.parametrize("setup", [STALL_ON], indirect=True)
 def test_a_job_whose_task_was_lost_is_sent_again(tmp_path, setup, caplog):
     worker = None
     with setup.log_path.open("w") as log:

@@ -173,3 +173,73 @@ def test_every_plan_and_job_is_readable_after_an_api_restart(make_client, lr_til
     for plan in plans:
         assert restarted.get(f"/v1/plans/{plan['id']}").json() == plan
         assert restarted.get(f"/v1/jobs/{plan['job_id']}").json()["state"] == "succeeded"
+
+
+def estimate_form(**extra) -> dict:
+    from region_helpers import FREE_PRICING, geojson_text, tiles_box
+
+    region = geojson_text(tiles_box(0, 0, 4, 4))
+    form = {"region": region, "region_crs": "EPSG:32618", "raster_ref": "scene.tif"}
+    return {**form, "pricing": __import__("json").dumps(FREE_PRICING), **extra}
+
+
+def test_estimates_during_a_redis_outage_answer_503_then_recover_with_nothing_lost(
+    redis_server, worker, data_root, tmp_path
+):
+    from region_helpers import wait_done
+
+    with api(worker, data_root=data_root, upload_dir=tmp_path / "up", estimate_chunk_tiles=4) as client:
+        before = wait_done(client, client.post("/v1/estimates", data=estimate_form()).json()["id"])
+        assert before["state"] == "succeeded", before
+        tiles_before = client.get(before["links"]["tiles"]).json()
+        plan = post_plan(client).json()
+
+        redis_server.stop()
+        started = time.monotonic()
+        refused = client.post("/v1/estimates", data=estimate_form())
+        assert refused.status_code == 503 and refused.json()["code"] in ("broker_unavailable", "store_unavailable")
+        assert "Redis" in refused.json()["detail"]
+        for path in (f"/v1/jobs/{before['id']}", before["links"]["tiles"], before["links"]["order"]):
+            response = client.get(path)
+            assert response.status_code == 503 and response.json()["code"] == "store_unavailable", path
+        assert post_plan(client).status_code == 503
+        assert time.monotonic() - started < 20  # answers, not hangs
+
+        redis_server.start()
+        assert client.get(f"/v1/jobs/{before['id']}").json() == before
+        assert client.get(before["links"]["tiles"]).json() == tiles_before
+        assert client.get(f"/v1/plans/{plan['id']}").json() == plan
+        after = wait_done(client, client.post("/v1/estimates", data=estimate_form()).json()["id"])
+        assert after["state"] == "succeeded", after
+        assert after["result"] == before["result"]
+        jobs = [client.get(f"/v1/jobs/{j}").json()["state"] for j in (before["id"], after["id"])]
+        assert jobs == ["succeeded", "succeeded"]
+
+
+def test_a_broker_that_refuses_tasks_answers_503_broker_unavailable_and_leaves_no_phantom_job(
+    redis_server, worker, data_root, tmp_path, monkeypatch
+):
+    """The store reachable but the publish refused (what kombu raises when the broker connection fails)."""
+    from kombu.exceptions import OperationalError
+    from region_helpers import wait_done
+
+    with api(worker, data_root=data_root, upload_dir=tmp_path / "up", estimate_chunk_tiles=4) as client:
+        celery_app = client.app.state.plans.executor.app
+        real_send = celery_app.send_task
+
+        def refuse(*args, **kwargs):
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+        monkeypatch.setattr(celery_app, "send_task", refuse)
+        refused = client.post("/v1/estimates", data=estimate_form())
+        assert refused.status_code == 503 and refused.json()["code"] == "broker_unavailable"
+        plan = post_plan(client)
+        assert plan.status_code == 503 and plan.json()["code"] == "broker_unavailable"
+        jobs = client.app.state.plans.executor.jobs  # the Redis job store: every record it holds
+        ids = [k.decode().rsplit(":", 1)[1] for k in jobs._redis.scan_iter(jobs._key("*")) if b":chunks" not in k]
+        assert ids and {jobs.get(i)["state"] for i in ids} == {"failed"}  # recorded as failed, not left queued
+
+        monkeypatch.setattr(celery_app, "send_task", real_send)
+        job = wait_done(client, client.post("/v1/estimates", data=estimate_form()).json()["id"])
+        assert job["state"] == "succeeded", job
+        assert post_plan(client).status_code == 201

@@ -81,7 +81,7 @@ def test_plan_as_stac_item(client, plan):
 
 def test_stac_on_creation(client, lr_tile):
     response = client.post("/v1/plans", params={"format": "stac"}, files={"tile": ("t.tif", lr_tile(), TIFF)})
-    assert response.status_code == 201 and response.json()["stac_version"] == "1.0.0"
+    assert response.status_code == 201 and response.json()["stac_version"] == "1.1.0"
 
 
 def test_preview_is_a_png(client, plan):
