@@ -27,6 +27,8 @@ class EstimateRequestPublic(_Out):
     tile_size_m: float | None
     max_patches: int | None
     cloud_threshold: float | None
+    max_price: float | None = None
+    target_accuracy: float | None = None
     pricing: dict[str, Any]
 
 
@@ -41,6 +43,8 @@ class EstimateJobPublic(_Out):
     request: EstimateRequestPublic
     result: dict[str, Any] | None = Field(
         description="When succeeded: tiles planned and skipped; area and price for PatchDrop, Fixed-H at the "
-        "same patch counts and full HR coverage; saving_pct; order_geojson (the merged order, WGS84)."
+        "same patch counts and full HR coverage; saving_pct; order_geojson (the merged order, WGS84); "
+        "spend (when the model is calibrated): the spend-aware order for max_price / target_accuracy, its "
+        "expected accuracy, with none and with full HR, and the accuracy-against-spend curve."
     )
     links: dict[str, str]

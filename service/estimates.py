@@ -104,6 +104,8 @@ class EstimateService:
         tile_size_m: float | None = None,
         max_patches: int | None = None,
         cloud_threshold: float | None = None,
+        max_price: float | None = None,
+        target_accuracy: float | None = None,
         pricing: dict[str, Any] | None = None,
         tenant: str,
     ) -> dict[str, Any]:
@@ -136,6 +138,8 @@ class EstimateService:
             max_tiles=self.settings.max_region_tiles,
             max_patches=max_patches,
             cloud_threshold=cloud_threshold,
+            max_price=max_price,
+            target_accuracy=target_accuracy,
             pricing={**self.settings.pricing.payload().model_dump(), **(pricing or {})},
             redis_prefix=self.settings.redis_prefix,
         )
@@ -268,7 +272,17 @@ def _as_json(region: str) -> dict[str, Any]:
 
 
 def _request_summary(request: dict[str, Any]) -> dict[str, Any]:
-    keys = ("source_name", "region_crs", "model", "tile_size_m", "max_patches", "cloud_threshold", "pricing")
+    keys = (
+        "source_name",
+        "region_crs",
+        "model",
+        "tile_size_m",
+        "max_patches",
+        "cloud_threshold",
+        "max_price",
+        "target_accuracy",
+        "pricing",
+    )
     return {k: request.get(k) for k in keys}
 
 

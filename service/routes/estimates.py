@@ -7,20 +7,18 @@ kinds of job without either route knowing about the other.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
 from starlette.convertors import Convertor, register_url_convertor
 
 from service.deps import TenantDep
 from service.estimate_schemas import EstimateJobPublic
 from service.estimates import ID_REGEX, EstimateService
+from service.pricing import request_pricing
 from service.schemas import ErrorBody
-from service.settings import PricingSettings, Settings
+from service.settings import Settings
 
 
 class EstimateIdConvertor(Convertor):
@@ -64,22 +62,26 @@ def create_estimate(
     cloud_threshold: Annotated[
         float | None, Form(description="Skip tiles whose B02 is at or above this in most pixels (cloud).")
     ] = None,
-    pricing: Annotated[str | None, Form(description='Price list overrides, JSON: {"price_per_km2": 25}.')] = None,
+    max_price: Annotated[
+        float | None, Form(ge=0, allow_inf_nan=False, description="Spend-aware order: spend at most this much.")
+    ] = None,
+    target_accuracy: Annotated[
+        float | None,
+        Form(ge=0, le=1, description="Spend-aware order: the least price reaching this expected accuracy (0..1)."),
+    ] = None,
+    pricing: Annotated[
+        str | None,
+        Form(
+            description='A preset (archive, tasking) or a JSON object of overrides: {"preset": "tasking", '
+            '"price_per_km2": 25}.'
+        ),
+    ] = None,
     *,
     tenant: TenantDep,
 ) -> JSONResponse:
     """Start a region cost estimate: 202 with the job; poll ``GET /v1/jobs/{id}``."""
     settings: Settings = request.app.state.settings
-    overrides = None
-    if pricing:
-        try:
-            base = settings.pricing.model_dump()
-            given = json.loads(pricing)
-            if not isinstance(given, dict):  # null, a list, a number: found by the schemathesis fuzz
-                raise ValueError('pricing must be a JSON object, e.g. {"price_per_km2": 25}')
-            overrides = PricingSettings.model_validate({**base, **given}).model_dump()
-        except (ValueError, ValidationError) as exc:
-            raise RequestValidationError([{"loc": ("pricing",), "msg": str(exc).splitlines()[0]}]) from exc
+    overrides = request_pricing(settings, pricing).model_dump()
     job = get_estimates(request).submit(
         region,
         region_crs=region_crs,
@@ -89,6 +91,8 @@ def create_estimate(
         tile_size_m=tile_size_m,
         max_patches=max_patches,
         cloud_threshold=cloud_threshold,
+        max_price=max_price,
+        target_accuracy=target_accuracy,
         pricing=overrides,
         tenant=tenant.id,
     )
