@@ -319,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this part of the scene (pixels); default the whole scene",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace chips already in --out")
-    parser.add_argument("--sample-lr-tile", type=Path, help="also write the 8x8 px 40 m sample tile (one default-model tile) here")
+    parser.add_argument(
+        "--sample-lr-tile", type=Path, help="also write the 8x8 px 40 m sample tile (one default-model tile) here"
+    )
     return parser
 
 

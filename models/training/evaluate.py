@@ -66,8 +66,9 @@ BASELINE_KEYS = {
 
 
 @torch.inference_mode()
-def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int = 0,
-             device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+def evaluate(
+    models: Models, test: ImageSet, batch_size: int = 1000, seed: int = 0, device: torch.device = torch.device("cpu")
+) -> dict[str, Any]:
     ref = models.classifiers
     for b in [ref, *models.stages.values(), *models.baselines.values()]:
         b.to(device).eval()
@@ -119,8 +120,20 @@ def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int =
             hr_logits = hr_pred(b, actions)
             if name == "Ft-2":
                 lr_logits = b.lr_classifier(lr_up)
-                tally(own, "Ft-2", two_stream_probs(hr_logits, lr_logits, actions).argmax(-1) == y, actions, cover(actions))
-                tally(own, "Ft-2 (confidence fusion)", confidence_fusion_probs(hr_logits, lr_logits).argmax(-1) == y, actions, cover(actions))
+                tally(
+                    own,
+                    "Ft-2",
+                    two_stream_probs(hr_logits, lr_logits, actions).argmax(-1) == y,
+                    actions,
+                    cover(actions),
+                )
+                tally(
+                    own,
+                    "Ft-2 (confidence fusion)",
+                    confidence_fusion_probs(hr_logits, lr_logits).argmax(-1) == y,
+                    actions,
+                    cover(actions),
+                )
                 tally(own, "Ft-2 (HR stream only)", hr_logits.argmax(-1) == y, actions, cover(actions))
             else:
                 tally(own, name, hr_logits.argmax(-1) == y, actions, cover(actions))
@@ -217,7 +230,9 @@ def plot_examples(bundle: ModelBundle, test: ImageSet, path: Path, count: int = 
     lr_up = upsample(batch.lr, batch.hr.shape[-2:])
     masked = mask_images(batch.hr, actions, bundle.grid, lr_up)
     logits = bundle.hr_classifier(masked)
-    probs = two_stream_probs(logits, bundle.lr_classifier(lr_up), actions) if bundle.lr_classifier else logits.softmax(-1)
+    probs = (
+        two_stream_probs(logits, bundle.lr_classifier(lr_up), actions) if bundle.lr_classifier else logits.softmax(-1)
+    )
     names = bundle.class_names
     fig, axes = plt.subplots(2, count, figsize=(2 * count, 4.4), dpi=90)
 

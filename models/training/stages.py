@@ -144,8 +144,14 @@ def pretrain_classifiers(ctx: Context) -> dict[str, dict[str, float]]:
     return {"hr_classifier": hr, "lr_classifier": lr}
 
 
-def _scores(ctx: Context, stage: str, hr_logits: torch.Tensor, batch: Batch, actions: torch.Tensor,
-            lr_logits: torch.Tensor | None) -> torch.Tensor:
+def _scores(
+    ctx: Context,
+    stage: str,
+    hr_logits: torch.Tensor,
+    batch: Batch,
+    actions: torch.Tensor,
+    lr_logits: torch.Tensor | None,
+) -> torch.Tensor:
     """Class probabilities of the classifier used in ``stage`` (two-stream for Ft-2)."""
     if stage != "ft2" or lr_logits is None:
         return hr_logits.softmax(-1)
@@ -252,8 +258,9 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
     )
 
 
-def baseline_batch_actions(ctx: Context, name: str, mean_patches: float, batch_size: int,
-                           generator: torch.Generator) -> torch.Tensor:
+def baseline_batch_actions(
+    ctx: Context, name: str, mean_patches: float, batch_size: int, generator: torch.Generator
+) -> torch.Tensor:
     """A baseline's masks at per-image budgets whose mean is ``mean_patches``."""
     k = fractional_k(mean_patches, batch_size, generator)
     return first_k(baseline_scores(name, ctx.bundle.grid, batch_size, generator), k).to(ctx.device)
@@ -278,7 +285,14 @@ def finetune_baseline(ctx: Context, name: str, mean_patches: float) -> dict[str,
         return {"acc": accuracy(ctx, net, ctx.splits.val, val_inputs)}
 
     return train_classifier(
-        ctx, net, name, cfg.ft1_epochs, inputs, cfg.finetune_cls_lr, batch_size=cfg.ft_batch, evaluate=evaluate,
+        ctx,
+        net,
+        name,
+        cfg.ft1_epochs,
+        inputs,
+        cfg.finetune_cls_lr,
+        batch_size=cfg.ft_batch,
+        evaluate=evaluate,
         distill=True,
     )
 
@@ -303,7 +317,11 @@ def hard_positive_finetune(ctx: Context, policy: nn.Module, use_policy: bool) ->
         return ctx.masked(batch, 1.0 - hidden)
 
     return train_classifier(
-        ctx, net, "hard_positive" if use_policy else "control", cfg.hard_positive_epochs, inputs,
+        ctx,
+        net,
+        "hard_positive" if use_policy else "control",
+        cfg.hard_positive_epochs,
+        inputs,
         cfg.finetune_cls_lr,
         evaluate=lambda: {"acc": accuracy(ctx, net, ctx.splits.val, lambda b: b.hr)},  # full images, as the paper tests
     )
