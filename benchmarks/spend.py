@@ -29,7 +29,6 @@ import argparse
 import datetime as dt
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_md import git_commit, replace_section  # noqa: E402
 from models.checkpoint import load_bundle  # noqa: E402
 from models.footprints import metric_crs  # noqa: E402
 from models.inference import classify  # noqa: E402
@@ -234,7 +234,7 @@ def main() -> int:
     oracle_order = np.argsort(-gain + np.random.default_rng(0).random(n) * 0.1, kind="stable")
     oracle_order = oracle_order[gain[oracle_order] >= 0]
     curves["oracle"] = prefix_curve(oracle_order, full_tile_bits, hr_right)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = git_commit()
     result = {
         "region": {
             "tiles": n,
@@ -271,10 +271,133 @@ def main() -> int:
     path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{name}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     plot(result, path.with_suffix(".png"))
+    if not args.out:
+        write_section()
     print(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))
     for m, pts in curves.items():
         print(f"{m:20s}", " ".join(f"{p['spend']:.2f}:{100 * p['accuracy']:.1f}" for p in pts))
     return 0
+
+
+START, END = "<!-- spend:start -->", "<!-- spend:end -->"
+BASELINES = ("patchdrop_per_tile", "fixed_h", "lr_uncertainty", "random")
+
+
+def _table(d: dict) -> list[str]:
+    methods = list(d["curves"])
+    lines = ["| budget | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for i, pt in enumerate(d["curves"]["spend_aware"]):
+        cells = []
+        for m in methods:
+            q = d["curves"][m][i]
+            cells.append(f"{100 * q['accuracy']:.2f} ({q['price']:.0f})")
+        lines.append(f"| {100 * pt['spend']:.0f} % | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _verdict(d: dict) -> list[str]:
+    """The issue's done-when criteria on one results file, as met / not met, with where a baseline wins."""
+    sa = {round(p["spend"], 2): p for p in d["curves"]["spend_aware"]}
+    hr = d["hr_accuracy"]
+    cheap = [p for b, p in sa.items() if b <= 0.4 and p["accuracy"] >= hr - 0.005]
+    out = [
+        f"- within 0.5 pt of full HR ({100 * hr:.2f} %) at <= 40 % of the full-HR price: "
+        + (
+            f"**met** at {100 * cheap[0]['spend']:.0f} % ({100 * cheap[0]['accuracy']:.2f} %)"
+            if cheap
+            else "**not met**"
+        )
+        + f" (LR only: {100 * d['lr_accuracy']:.2f} %)"
+    ]
+    for b in (0.1, 0.2, 0.3, 0.4):
+        ours = sa[b]
+        wins = []
+        for m in BASELINES:
+            q = next(p for p in d["curves"][m] if round(p["spend"], 2) == b)
+            if q["accuracy"] > ours["accuracy"] + 1e-9:
+                diff = 100 * (q["accuracy"] - ours["accuracy"])
+                noise = "within 1 SE" if diff <= 100 * max(q["se"], ours["se"]) else "beyond 1 SE"
+                wins.append(f"{m} +{diff:.2f} pt ({noise})")
+        out.append(
+            f"- at {100 * b:.0f} %: spend_aware {100 * ours['accuracy']:.2f} % for {ours['price']:.0f} "
+            + ("— at least as accurate as every baseline: **met**" if not wins else "— **not met**: " + "; ".join(wins))
+        )
+    cal = d["calibration"]
+    out.append(
+        f"- expected vs measured accuracy of the spend-aware orders: max |difference| {cal['max_abs_pt']:.2f} pt "
+        f"(per budget: {', '.join(f'{v:+.2f}' for v in cal['expected_minus_measured_pt'])}; one SE of a measured "
+        f"accuracy here is about {100 * sa[0.4]['se']:.1f} pt): within 1 pt "
+        + ("**met**" if cal["max_abs_pt"] <= 1.0 else "**not met**")
+    )
+    return out
+
+
+def write_section() -> None:
+    """The Sentinel-2 spend section of benchmarks/RESULTS.md from both presets' result files."""
+    results = {}
+    for preset, name in (("archive", "spend_sentinel2"), ("tasking", "spend_sentinel2_tasking")):
+        path = ROOT / "benchmarks" / "results" / f"{name}.json"
+        if path.is_file():
+            results[preset] = json.loads(path.read_text())
+    if not results:
+        return
+    any_ = next(iter(results.values()))
+    reg = any_["region"]
+    lines = [
+        START,
+        "## Accuracy against money on the held-out Sentinel-2 strip (issue 16)",
+        "",
+        f"Region: the test strip's {reg['tiles']} chips at their scene positions, {reg['rows']} x {reg['cols']} "
+        f"tiles of {reg['tile_size_m']:.0f} m ({reg['area_km2']:.1f} km², {reg['crs']}), real labels from the chip "
+        f"builder; model {any_['model']}; value model feature `{any_['value_model']['feature']}` (chosen on the "
+        f"validation split: {any_['value_model']['scores_on_validation']}). HR = the tile classified with the "
+        f"policy's patches ({100 * any_['hr_accuracy']:.2f} %; with all 16 patches this bundle scores "
+        f"{100 * any_['all_patches_accuracy']:.2f} %). Cells: test accuracy % (price paid). SE of one accuracy "
+        "about 1.3 pt (binomial, n = 540): most differences below are ties. Raw: "
+        "`benchmarks/results/spend_sentinel2*.json`, plots beside them.",
+        "",
+    ]
+    for preset, d in results.items():
+        p = d["pricing"]
+        lines += [
+            f"### `{preset}` pricing (USD {p['price_per_km2']}/km², {p['min_area_km2']} km² min per polygon, "
+            f"{p['min_width_m']:.0f} m min width, USD {p['min_order_charge']:.0f} min order); full HR "
+            f"{d['full_price']:.2f} {d['currency']}",
+            "",
+            f"`{d['command']}` — {d['date']}, commit `{d['commit'][:12]}`, {d['seconds']} s; planner "
+            f"{d['planner_seconds_per_plan']} s per plan.",
+            "",
+            *_table(d),
+            "",
+            *_verdict(d),
+            "",
+        ]
+    if "archive" in results:
+        a = results["archive"]
+        gain = 100 * (a["hr_accuracy"] - a["lr_accuracy"])
+        best = 100 * (max(p["accuracy"] for p in a["curves"]["oracle"]) - a["lr_accuracy"])
+        score = a["value_model"]["scores_on_validation"][a["value_model"]["feature"]]
+        lines += [
+            f"Why the curves are this close: on this strip full HR beats LR only by {gain:.2f} pt, and even "
+            f"the oracle gains {best:.2f} pt; the value model captured {score:.2f} of the oracle's gain on the "
+            "validation split. Where a baseline beats spend_aware it is by less than one SE: the value model "
+            "predicts which tiles HR changes only weakly, so ordering by it and by chance are hard to tell apart "
+            "on 540 tiles. The calibration offset is mostly expected gain that did not materialise on the test "
+            "strip (a different area than the validation strip, LR accuracy lower there too).",
+            "",
+        ]
+    if "tasking" in results:
+        t = results["tasking"]
+        one = t["pricing"]["min_area_km2"] * t["pricing"]["price_per_km2"]
+        lines += [
+            f"The strip is too small for the tasking minimums to discriminate: one polygon is billed at least "
+            f"{t['pricing']['min_area_km2']:.0f} km² = {one:.2f} USD, {100 * one / t['full_price']:.0f} % of the "
+            f"full-HR price of the whole {reg['area_km2']:.1f} km² strip, so at budgets of 10–40 % no method can "
+            "buy anything and all tie with LR only.",
+            "",
+        ]
+    lines.append(END)
+    replace_section(ROOT / "benchmarks" / "RESULTS.md", START, END, "\n".join(lines))
 
 
 def plot(result: dict, path: Path) -> None:

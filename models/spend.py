@@ -40,7 +40,7 @@ from models.pricing import PricingProfile
 
 FEATURES = ("lr_margin", "lr_max", "lr_entropy", "policy_mean", "policy_max", "policy_count")
 LR_FEATURES = ("lr_margin", "lr_max", "lr_entropy")  # need the LR classifier's probabilities
-CLOSING_RADII = (0, 1, 2, 3)  # tiles: gaps this wide between wanted tiles are bought to join polygons
+CLOSING_RADII = (0, 1, 2, 3)  # closing radius r (tiles): gaps up to 2r tiles between wanted tiles are bought
 N_THRESHOLDS = 16
 MAX_EXACT = 40  # candidates priced exactly (polygons + billing engine)
 
@@ -232,6 +232,15 @@ def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return out.astype(np.int64), len(shapes)
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """The mask with every enclosed gap filled: an order polygon has no holes, so its holes are bought too."""
+    labels, n = label4(~mask)
+    if n == 0:
+        return mask.copy()
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return mask | ((labels > 0) & ~np.isin(labels, edge))
+
+
 @dataclass(frozen=True)
 class Candidate:
     mask: np.ndarray  # (R, C) bool: tiles to buy
@@ -318,6 +327,7 @@ def plan_spend(
     empty = np.zeros_like(plannable)
     cands = [Candidate(empty, 0.0, accuracy(empty))]
     for m in [plannable, *masks]:
+        m = fill_holes(m) & plannable  # what the order's hole-free polygons deliver
         cands.append(Candidate(m, float(price_mask(m)), accuracy(m)))
     full = cands[1]
     # The exact Pareto front: no candidate on it is dearer and no more accurate than another.

@@ -12,7 +12,7 @@ from shapely.geometry import mapping
 from models.errors import BudgetError
 from models.pricing import PRESETS, PricingProfile
 from models.region import RegionSpec, tiles_order
-from models.spend import ValueModel, closing, fit_bins, fit_value_model, label4, plan_spend, tile_features
+from models.spend import ValueModel, closing, fill_holes, fit_bins, fit_value_model, label4, plan_spend, tile_features
 
 TILE = 32  # px of 10 m: 320 m tiles, as the default model's
 
@@ -127,6 +127,14 @@ def test_bad_goals_are_refused():
     for goal in ({"max_price": -1.0}, {"max_price": float("inf")}, {"target_accuracy": 1.5}):
         with pytest.raises(BudgetError):
             run_plan(p, p, np.ones((2, 2), bool), PRESETS["archive"], **goal)
+
+
+def test_a_plan_counts_the_tiles_inside_its_polygons_holes():
+    m = np.ones((5, 5), bool)
+    m[2, 2] = False
+    assert fill_holes(m).all()
+    m[2, 2] = m[2, 0] = m[2, 1] = False  # open to the edge: not a hole
+    assert not fill_holes(m)[2, 2]
 
 
 def test_closing_fills_gaps_and_labels_are_four_connected():

@@ -21,10 +21,10 @@ from models.inference import classify as classify_two_stream
 from models.planning import Budget, TileFootprint, check_coverage, plan_purchase, scale_warning
 from models.preview import to_rgb
 from models.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid
+from models.scene_plan import is_scene, plan_scene, spend_single
 from worker.errors import TileTooSmallError
 from worker.payloads import ClassifyPayload, PlanPayload, b64decode, decode_array, encode_array
 from worker.registry import ModelRegistry
-from worker.scene_plans import is_scene, plan_scene, spend_single
 from worker.settings import WorkerSettings
 
 GEOTIFF = ("GTiff",)
@@ -144,7 +144,7 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
 
 
 def _scene_result(req: PlanPayload, model_id: str, bundle, registry: ModelRegistry, tile: RasterTile) -> dict:
-    scene = plan_scene(req, model_id, bundle, registry, tile, b64decode(req.tile))
+    scene = plan_scene(req, model_id, bundle, lambda lr: registry.decide(model_id, lr), tile, b64decode(req.tile))
     plan_doc = {
         "id": req.plan_id,
         "model": model_id,

@@ -9,6 +9,7 @@ with the bundle's value model on the LR features. Also the spend block of single
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,14 @@ def spend_single(
     return {**plan.summary(pricing.currency), "value_model_feature": vm.feature, "tiles_bought": int(plan.mask.sum())}
 
 
-def plan_scene(req: Any, model_id: str, bundle: Any, registry: Any, tile: RasterTile, data: bytes) -> dict[str, Any]:
-    """The plan document and artifacts of a multi-tile upload."""
+def plan_scene(
+    req: Any, model_id: str, bundle: Any, decide: Callable[[np.ndarray], list], tile: RasterTile, data: bytes
+) -> dict[str, Any]:
+    """The plan's tile, purchase, LR prediction and spend blocks for a multi-tile upload.
+
+    ``req`` has ``filename``, ``max_price``, ``target_accuracy`` and ``pricing.profile()``;
+    ``decide`` is ``models.inference.decide_patches`` for a batch of LR tiles (the worker batches it).
+    """
     from models.raster import SceneReader
 
     vm = value_model(bundle)
@@ -140,7 +147,7 @@ def plan_scene(req: Any, model_id: str, bundle: Any, registry: Any, tile: Raster
                 flats.append(loaded.planned + r0 * spec.n_cols)
     lr = np.concatenate(lr_parts) if lr_parts else np.zeros((0,))
     flat = np.concatenate(flats).astype(int) if flats else np.zeros(0, int)
-    decisions = registry.decide(model_id, lr) if len(flat) else []
+    decisions = decide(lr) if len(flat) else []
     names = bundle.class_names
     probs = np.asarray([d.probabilities for d in decisions], np.float64).reshape(len(flat), -1)
     lr_probs = np.asarray([[d.lr_probabilities[n] for n in names] for d in decisions]).reshape(len(flat), -1)
