@@ -593,19 +593,7 @@ def summarize(spec: RegionSpec, chunks: Iterable[dict[str, Any]], pricing: Prici
     def saving(other: dict[str, Any]) -> float | None:
         return round(100 * (1 - orders["patchdrop"]["price"] / other["price"]), 2) if other["price"] else None
 
-    features = [
-        {
-            "type": "Feature",
-            "geometry": mapping(transform_geometry(g, work_crs, WGS84)),
-            "properties": {
-                "area_km2": round(p.area_km2, 4),
-                "billable_km2": round(p.billable_km2, 4),
-                "price": round(p.price, 2),
-            },
-        }
-        for p in bill(geoms, pricing).polygons
-        for g in [p.geometry]
-    ]
+    features = _features_geojson(geoms, pricing, work_crs)["features"]
     result = {
         "tiles": {
             "grid": counts["planned"] + sum(counts[s] for s in STATUSES[2:]),
