@@ -42,7 +42,7 @@ FEATURES = ("lr_margin", "lr_max", "lr_entropy", "policy_mean", "policy_max", "p
 LR_FEATURES = ("lr_margin", "lr_max", "lr_entropy")  # need the LR classifier's probabilities
 CLOSING_RADII = (0, 1, 2, 3)  # closing radius r (tiles): gaps up to 2r tiles between wanted tiles are bought
 N_THRESHOLDS = 16
-MAX_EXACT = 40  # candidates priced exactly (polygons + billing engine)
+MAX_EXACT = 60  # candidates priced exactly (polygons + billing engine)
 
 
 class ValueModelError(PatchDropError):
@@ -397,7 +397,7 @@ def _candidate_masks(
         return []
     levels = np.unique(np.quantile(positive, np.linspace(0, 1, N_THRESHOLDS)))[::-1]
     blocks = [0, *_block_sizes(profile, tile_m, gain.shape)]
-    points: list[tuple[float, float, int, int]] = []  # est price, est gain, grouping, prefix
+    costs, values, gids, ks = [], [], [], []  # per point: est price, est gain, grouping, prefix length
     groupings: list[tuple[np.ndarray, np.ndarray]] = []
     for t in levels:
         wanted = plannable & (gain >= t)
@@ -415,20 +415,30 @@ def _candidate_masks(
                 if not len(order):
                     continue
                 groupings.append((labels, order))
-                cost = np.maximum(np.cumsum(price[order]), profile.min_order_charge)
-                total = np.cumsum(value[order])
-                g = len(groupings) - 1
-                points.extend((float(c), float(v), g, k + 1) for k, (c, v) in enumerate(zip(cost, total, strict=True)))
-    points.sort(key=lambda p: (p[0], -p[1]))
-    front: list[tuple[float, float, int, int]] = []
-    for p in points:
-        if not front or p[1] > front[-1][1] + 1e-12:
-            front.append(p)
-    if len(front) > MAX_EXACT:  # spread over the gain range: the curve's shape, not its crowded cheap end
-        picks = np.unique(np.searchsorted([p[1] for p in front], np.linspace(front[0][1], front[-1][1], MAX_EXACT)))
-        front = [front[min(i, len(front) - 1)] for i in picks]
+                costs.append(np.maximum(np.cumsum(price[order]), profile.min_order_charge))
+                values.append(np.cumsum(value[order]))
+                gids.append(np.full(len(order), len(groupings) - 1))
+                ks.append(np.arange(1, len(order) + 1))
+    if not groupings:
+        return []
+    cost, value, gid, k = (np.concatenate(a) for a in (costs, values, gids, ks))
+    by = np.lexsort((-value, cost))  # cheapest first, the most gain first among equals
+    cost, value, gid, k = cost[by], value[by], gid[by], k[by]
+    best_before = np.concatenate([[-np.inf], np.maximum.accumulate(value)[:-1]])
+    on_front = value > best_before + 1e-12
+    cost, value, gid, k = cost[on_front], value[on_front], gid[on_front], k[on_front]
+    if len(value) > MAX_EXACT:
+        # A third spread over the gain range, a third over the (log) price range, a third ever closer to
+        # the most gain (where "within x pt of full HR" targets fall): the curve's shape everywhere.
+        m = MAX_EXACT // 3
+        by_gain = np.searchsorted(value, np.linspace(value[0], value[-1], m))
+        by_cost = np.searchsorted(np.log1p(cost), np.linspace(np.log1p(cost[0]), np.log1p(cost[-1]), m))
+        near_top = np.searchsorted(value, value[-1] - (value[-1] - value[0]) * 0.7 ** np.arange(1, m + 1))
+        picks = np.unique(np.minimum(np.concatenate([by_gain, by_cost, near_top]), len(value) - 1))
+        gid, k = gid[picks], k[picks]
+    front = list(zip(gid.tolist(), k.tolist(), strict=True))
     out = []
-    for _, _, g, k in front:
+    for g, n_groups in front:
         labels, order = groupings[g]
-        out.append(np.isin(labels, order[:k] + 1))
+        out.append(np.isin(labels, order[:n_groups] + 1))
     return out
