@@ -171,6 +171,7 @@ def case_embedded(args: argparse.Namespace) -> dict:
         "fixed_h": result["fixed_h"],
         "full": result["full"],
         "saving_pct": result["saving_pct"],
+        "spend": {k: v for k, v in result.get("spend", {}).items() if k not in ("curve", "order")},
         "tiles_geojson_mb": round(n_bytes / 1e6, 1),
         "tiles_geojson_s": round(t4 - t_tiles, 3),
         "peak_rss_mb": round(peak_mb(), 1),
@@ -405,7 +406,17 @@ def write_markdown(r: dict) -> None:
         f"What the estimate says for this scene (default price list): {emb['tiles_planned']} tiles planned; PatchDrop "
         f"{pd['patches']} patches, {pd['area_km2']} km² → {pd['price']} USD billed on {pd['billable_km2']} km² "
         f"after minimum widths and areas; full HR {full['area_km2']} km² → {full['price']} USD; saving "
-        f"{emb['saving_pct']} %.",
+        f"{emb['saving_pct']} %."
+        + (
+            f" Spend-aware order (issue 16; value model on the policy's features; the least price within 0.5 pt "
+            f"of full HR's expected accuracy): {emb['spend']['tiles_bought']} tiles for {emb['spend']['price']} "
+            f"USD, expected accuracy {emb['spend']['expected_accuracy']} (none "
+            f"{emb['spend']['expected_accuracy_none']}, full HR {emb['spend']['expected_accuracy_full_hr']} for "
+            f"{emb['spend']['full_hr_price']} USD); the planner runs inside 'merge + price'. "
+            f"Estimate / decode-only: {round(emb['wall_s'] / dec['wall_s'], 1)}x."
+            if emb.get("spend")
+            else ""
+        ),
         "",
         f"Notes. The estimate can beat the floor because a scene without overviews is read at full resolution, "
         f"one chunk window at a time, and block-averaged in numpy: GDAL's average resampling (the floor) costs "

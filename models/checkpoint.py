@@ -115,9 +115,7 @@ def build_bundle(
     grid.check_size(*hr_size)
     grid.check_size(*lr_size)
     policy_cfg = ResNetConfig(bands_n, grid.num_patches, policy_depth, policy_width)
-    cls_cfg = ResNetConfig(
-        bands_n, len(class_names), classifier_depth, classifier_width, classifier_stem_stride
-    )
+    cls_cfg = ResNetConfig(bands_n, len(class_names), classifier_depth, classifier_width, classifier_stem_stride)
     metadata = {
         "class_names": list(class_names),
         "bands": list(bands),
@@ -163,8 +161,7 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
         "format_version": FORMAT_VERSION,
         "metadata": metadata,
         "state_dicts": {
-            name: {k: v.detach().cpu() for k, v in net.state_dict().items()}
-            for name, net in bundle.networks().items()
+            name: {k: v.detach().cpu() for k, v in net.state_dict().items()} for name, net in bundle.networks().items()
         },
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -185,9 +182,7 @@ def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> M
         raise CheckpointError(f"{path} is not a PatchDrop model bundle (format tag missing)")
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has bundle format version {version}; this code reads version {FORMAT_VERSION}"
-        )
+        raise CheckpointError(f"{path} has bundle format version {version}; this code reads version {FORMAT_VERSION}")
     metadata = payload.get("metadata")
     states = payload.get("state_dicts")
     if not isinstance(metadata, dict) or not isinstance(states, dict):

@@ -23,18 +23,35 @@ def _plan(args: argparse.Namespace) -> int:
     from models.checkpoint import load_bundle
     from models.inference import decide_patches
     from models.planning import Budget, TileFootprint, plan_purchase
-    from models.pricing import ARCHIVE_PRICE_LIST, PricingProfile
+    from models.pricing import PricingSchema
     from models.raster import read_tile
+    from models.scene_plan import is_scene, plan_scene, spend_single
 
-    pricing = ARCHIVE_PRICE_LIST
-    if args.pricing:
-        pricing = PricingProfile(**{**ARCHIVE_PRICE_LIST.to_dict(), **json.loads(args.pricing)})
+    price_list = PricingSchema().with_request(args.pricing)
+    pricing = price_list.profile()
+    req = argparse.Namespace(
+        max_price=args.max_price, target_accuracy=args.target_accuracy, pricing=price_list, filename=""
+    )
     bundle = load_bundle(args.checkpoint)
     budget = Budget(args.max_patches, args.max_price)
     tiles = [read_tile(t, bundle.lr_size, band_names=bundle.bands, name=str(t)) for t in args.tile]
-    decisions = decide_patches(bundle, np.stack([t.array for t in tiles]), max_patches=args.max_patches)
-    plans = []
-    for path, tile, decision in zip(args.tile, tiles, decisions, strict=True):
+    plans: list[dict] = []
+    summaries: list[str] = []
+    singles = []
+    for path, tile in zip(args.tile, tiles, strict=True):
+        if is_scene(tile, bundle):  # larger than one model tile: its tiles, planned jointly
+            req.filename = str(path)
+            scene = plan_scene(
+                req, str(args.checkpoint), bundle, lambda lr: decide_patches(bundle, lr), tile, path.read_bytes()
+            )
+            plans.append({"tile": str(path), "model": bundle.metadata.get("model_id"), **scene})
+            summaries.append(_spend_line(str(path), scene["spend"], scene["purchase"]["order"]["polygons"]))
+        else:
+            singles.append((path, tile))
+    decisions = (
+        decide_patches(bundle, np.stack([t.array for _, t in singles]), max_patches=args.max_patches) if singles else []
+    )
+    for (path, tile), decision in zip(singles, decisions, strict=True):
         footprints = tile.patch_bounds(bundle.grid)
         crs = tile.crs.to_string()
         purchase = plan_purchase(
@@ -54,11 +71,26 @@ def _plan(args: argparse.Namespace) -> int:
                 "footprints": {str(i): footprints[i] for i in decision.selected},
                 "lr_prediction": {"class": decision.lr_class, "confidence": round(decision.lr_confidence, 4)},
                 "purchase": purchase.to_dict(),
+                "spend": spend_single(decision, bundle, purchase.whole_tile_quote.price, pricing, req),
             }
         )
+        if plans[-1]["spend"]:
+            summaries.append(_spend_line(str(path), plans[-1]["spend"], purchase.to_dict()["order"]["polygons"]))
     json.dump(plans[0] if len(plans) == 1 else plans, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    for line in summaries:
+        print(line, file=sys.stderr)
     return 0
+
+
+def _spend_line(name: str, spend: dict, polygons: list) -> str:
+    """What the money buys, in one line per plan or estimate."""
+    return (
+        f"{name}: buy {spend['tiles_bought']} tile(s) as {len(polygons)} polygon(s) for {spend['price']:.2f} "
+        f"{spend['currency']} -> expected accuracy {spend['expected_accuracy']:.1%} (none "
+        f"{spend['expected_accuracy_none']:.1%}; full HR {spend['expected_accuracy_full_hr']:.1%} for "
+        f"{spend['full_hr_price']:.2f}); {spend['reason']}"
+    )
 
 
 def _estimate(args: argparse.Namespace) -> int:
@@ -68,13 +100,11 @@ def _estimate(args: argparse.Namespace) -> int:
     from models.checkpoint import load_bundle
     from models.inference import policy_probabilities
     from models.policy import fixed_order
-    from models.pricing import ARCHIVE_PRICE_LIST, PricingProfile
+    from models.pricing import PricingSchema
     from models.raster import SceneReader
     from models.region import feature_collection_chunks, iter_chunks, make_spec, parse_region, summarize
 
-    pricing = ARCHIVE_PRICE_LIST
-    if args.pricing:
-        pricing = PricingProfile(**{**ARCHIVE_PRICE_LIST.to_dict(), **json.loads(args.pricing)})
+    pricing = PricingSchema().with_request(args.pricing).profile()
     bundle = load_bundle(args.checkpoint)
     region, region_crs = parse_region(Path(args.region).read_text(), args.region_crs)
     out = Path(args.out)
@@ -86,7 +116,8 @@ def _estimate(args: argparse.Namespace) -> int:
             region, region_crs, bands=bundle.bands, lr_size=bundle.lr_size,
             grid=(bundle.grid.rows, bundle.grid.cols), lr_pixel_size=bundle.metadata.get("lr_pixel_size"),
             tile_size_m=args.tile_size_m, chunk_tiles=args.chunk_tiles, max_patches=args.max_patches,
-            cloud_threshold=args.cloud_threshold,
+            cloud_threshold=args.cloud_threshold, value_model=bundle.metadata.get("value_model_policy"),
+            max_price=args.max_price, target_accuracy=args.target_accuracy,
         )  # fmt: skip
         chunks = []
         order = fixed_order("fixed-h", bundle.grid)
@@ -109,6 +140,8 @@ def _estimate(args: argparse.Namespace) -> int:
         f"full HR {full['area_km2']:.2f} km2 for {full['price']:.2f} (saving {result['saving_pct']} %); "
         f"files in {out}"
     )
+    if "spend" in result:
+        print(_spend_line("spend-aware order", result["spend"], result["spend"]["order"]["geojson"]["features"]))
     return 0
 
 
@@ -153,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     plan.add_argument("--max-patches", type=int, default=None, help="buy at most this many patches")
     plan.add_argument("--max-price", type=float, default=None, help="spend at most this much on the order")
+    plan.add_argument("--target-accuracy", type=float, default=None, help="least price reaching this (0..1)")
     plan.add_argument(
-        "--pricing", default=None, help="JSON overriding the default price list, e.g. '{\"price_per_km2\": 25}'"
+        "--pricing", default=None, help="preset (archive, tasking) or JSON overrides, e.g. '{\"price_per_km2\": 25}'"
     )
     plan.set_defaults(func=_plan)
 
@@ -168,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--max-patches", type=int, default=None, help="per-tile budget")
     est.add_argument("--cloud-threshold", type=float, default=None, help="skip tiles mostly at or above this B02")
     est.add_argument("--chunk-tiles", type=int, default=4096, help="tiles per chunk")
-    est.add_argument("--pricing", default=None, help="JSON overriding the default price list")
+    est.add_argument("--pricing", default=None, help="preset (archive, tasking) or JSON overrides")
+    est.add_argument("--max-price", type=float, default=None, help="spend-aware order: spend at most this much")
+    est.add_argument("--target-accuracy", type=float, default=None, help="spend-aware order: least price reaching")
     est.add_argument("--quiet", action="store_true", help="no progress bar")
     est.set_defaults(func=_estimate)
 

@@ -38,26 +38,18 @@ class PatchGrid:
     def check_size(self, height: int, width: int) -> tuple[int, int]:
         """Patch height and width in pixels; the image must split evenly."""
         if height % self.rows or width % self.cols:
-            raise GridError(
-                f"image of {height}x{width} px does not split into a {self.rows}x{self.cols} grid"
-            )
+            raise GridError(f"image of {height}x{width} px does not split into a {self.rows}x{self.cols} grid")
         return height // self.rows, width // self.cols
 
     def windows(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """Pixel windows (row_start, col_start, row_stop, col_stop) in patch-id order."""
         ph, pw = self.check_size(height, width)
-        return [
-            (r * ph, c * pw, (r + 1) * ph, (c + 1) * pw)
-            for r in range(self.rows)
-            for c in range(self.cols)
-        ]
+        return [(r * ph, c * pw, (r + 1) * ph, (c + 1) * pw) for r in range(self.rows) for c in range(self.cols)]
 
     def expand(self, actions: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """(B, P) patch actions -> (B, 1, H, W) pixel mask, without a loop over the batch."""
         if actions.dim() != 2 or actions.shape[1] != self.num_patches:
-            raise GridError(
-                f"actions must have shape (batch, {self.num_patches}), got {tuple(actions.shape)}"
-            )
+            raise GridError(f"actions must have shape (batch, {self.num_patches}), got {tuple(actions.shape)}")
         ph, pw = self.check_size(height, width)
         grid = actions.reshape(-1, 1, self.rows, self.cols)
         return grid.repeat_interleave(ph, dim=2).repeat_interleave(pw, dim=3)

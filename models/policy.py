@@ -91,9 +91,7 @@ def centre_weights(grid: PatchGrid, scale: float | None = None) -> torch.Tensor:
     return torch.exp(-dist / scale)
 
 
-def baseline_scores(
-    name: str, grid: PatchGrid, batch: int, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def baseline_scores(name: str, grid: PatchGrid, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, P) priorities of a named baseline: its first k patches are the k highest scores.
 
     Stochastic and Random use the Gumbel-top-k trick, which draws k patches without

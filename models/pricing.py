@@ -13,12 +13,15 @@ The figures themselves are configuration (``PricingProfile``), not code.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import shapely
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from shapely.geometry import Polygon, box
 
 from models.errors import PricingError
@@ -54,6 +57,82 @@ class PricingProfile:
 ARCHIVE_PRICE_LIST = PricingProfile(
     price_per_km2=20.0, min_area_km2=1.0, min_width_m=500.0, min_order_charge=100.0, currency="USD"
 )
+# Tasking (a new acquisition): 25 km² billed at least per polygon (Planet SkySat tasking,
+# SkyWatch tasking: "smaller areas charged as 25 km²"), USD 32.50 per km² (SkyWatch 30 cm
+# tasking list price) and a USD 500 minimum order (Planet SkySat tasking). See README, "Pricing".
+TASKING_PRICE_LIST = PricingProfile(
+    price_per_km2=32.5, min_area_km2=25.0, min_width_m=500.0, min_order_charge=500.0, currency="USD"
+)
+PRESETS: dict[str, PricingProfile] = {"archive": ARCHIVE_PRICE_LIST, "tasking": TASKING_PRICE_LIST}
+
+
+def preset(name: str) -> PricingProfile:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise PricingError(f"unknown pricing preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+class PricingSchema(BaseModel):
+    """The one edge schema of a price list: settings, requests and worker payloads all validate here.
+
+    ``preset`` names a built-in price list (``PRESETS``); fields given beside it override it.
+    Non-finite numbers (JSON ``Infinity``/``NaN``) are refused here, not after a job ran.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    preset: str | None = Field(default=None, description="Built-in price list: " + ", ".join(PRESETS) + ".")
+    price_per_km2: float = Field(default=ARCHIVE_PRICE_LIST.price_per_km2, ge=0, description="Price per km².")
+    min_area_km2: float = Field(
+        default=ARCHIVE_PRICE_LIST.min_area_km2, ge=0, description="Each order polygon is billed at least this area."
+    )
+    min_width_m: float = Field(
+        default=ARCHIVE_PRICE_LIST.min_width_m, ge=0, description="Order polygons narrower than this are widened."
+    )
+    min_order_charge: float = Field(
+        default=ARCHIVE_PRICE_LIST.min_order_charge, ge=0, description="A non-empty order costs at least this."
+    )
+    currency: str = Field(default=ARCHIVE_PRICE_LIST.currency, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") is not None:
+            name = data["preset"]
+            if name not in PRESETS:
+                raise ValueError(f"unknown pricing preset {name!r}; choose one of {', '.join(PRESETS)}")
+            return {**PRESETS[name].to_dict(), **data}
+        return data
+
+    def profile(self) -> PricingProfile:
+        return PricingProfile(**self.model_dump(exclude={"preset"}))
+
+    def with_request(self, text: str | None) -> PricingSchema:
+        """This price list changed by a request's ``pricing``: a preset name, or a JSON object of
+        overrides (with an optional ``"preset"``). Raises ``PricingError`` with the reason."""
+        if not text:
+            return self
+        text = text.strip()
+        if text in PRESETS:
+            given: Any = {"preset": text}
+        else:
+            try:
+                given = json.loads(text)
+            except ValueError:
+                raise PricingError(
+                    f"pricing must be a preset ({', '.join(PRESETS)}) or a JSON object, e.g. "
+                    '{"preset": "tasking", "price_per_km2": 25}'
+                ) from None
+            if not isinstance(given, dict):
+                raise PricingError('pricing must be a preset name or a JSON object, e.g. {"price_per_km2": 25}')
+        base = self.model_dump() if "preset" not in given else {}
+        try:
+            return PricingSchema.model_validate({**base, **given})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(v) for v in first.get("loc", ())) or "pricing"
+            raise PricingError(f"pricing {where}: {first['msg']}") from None
 
 
 @dataclass(frozen=True)
@@ -185,13 +264,50 @@ def _merge_cheaper(polys: list[Polygon], profile: PricingProfile) -> list[Polygo
     return polys
 
 
+def bill(polys: Sequence[Polygon], profile: PricingProfile) -> Quote:
+    """The order total for polygons that are already orderable: minimum area per polygon, minimum charge.
+
+    The one place where money is computed: single-tile quotes, region estimates and
+    spend-aware plans all end here.
+    """
+    if not len(polys):
+        return Quote((), 0.0, profile.currency, False)
+    priced = tuple(_priced(p, profile) for p in sorted(polys, key=lambda p: (-p.bounds[3], p.bounds[0])))
+    subtotal = sum(p.price for p in priced)
+    total = max(subtotal, profile.min_order_charge)
+    return Quote(priced, round(total, 2), profile.currency, total > subtotal)
+
+
 def quote(geoms: Sequence[Polygon], profile: PricingProfile) -> Quote:
     """Price an order for the given footprints (metric CRS), minimums applied."""
     if not geoms:
         return Quote((), 0.0, profile.currency, False)
     polys = _merge_cheaper(orderable_polygons(geoms, profile.min_width_m), profile)
-    polys = [p.simplify(0) for p in polys]  # drop collinear vertices left by the union
-    priced = tuple(_priced(p, profile) for p in sorted(polys, key=lambda p: (-p.bounds[3], p.bounds[0])))
-    subtotal = sum(p.price for p in priced)
-    total = max(subtotal, profile.min_order_charge)
-    return Quote(priced, round(total, 2), profile.currency, total > subtotal)
+    return bill([p.simplify(0) for p in polys], profile)  # simplify: drop collinear vertices left by the union
+
+
+def grid_orderable(polys: np.ndarray, min_width: float) -> list[Polygon]:
+    """Orderable AOIs from many disjoint polygons: holes filled, narrow ones widened, merged; repeated.
+
+    ``orderable_polygons`` with the width measured on the bounding box, vectorised: for
+    ~10^5 patch polygons its per-polygon minimum rotated rectangle and repeated unions of
+    detailed shapes take minutes. A polygon narrower than ``min_width`` is replaced by its
+    bounding box grown to ``min_width``, which contains it, so the union works on
+    rectangles. (The pair-wise "one covering rectangle is cheaper" merge of single-tile
+    quotes is O(n²) and is not applied to region orders.)
+    """
+    geoms = shapely.polygons(shapely.get_exterior_ring(np.asarray(polys, dtype=object)))
+    for _ in range(16):
+        b = shapely.bounds(geoms)
+        w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        narrow = np.minimum(w, h) < min_width - 1e-3
+        if not narrow.any():
+            break
+        cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+        half_w, half_h = np.maximum(w, min_width) / 2, np.maximum(h, min_width) / 2
+        geoms = geoms.copy()
+        geoms[narrow] = shapely.box(cx - half_w, cy - half_h, cx + half_w, cy + half_h)[narrow]
+        merged = shapely.union_all(geoms)
+        parts = [p for p in getattr(merged, "geoms", [merged]) if p.geom_type == "Polygon" and not p.is_empty]
+        geoms = shapely.polygons(shapely.get_exterior_ring(np.asarray(parts, dtype=object)))
+    return [p.simplify(0) for p in geoms]

@@ -39,7 +39,7 @@ from models.footprints import (
     transform_geometry,
     wgs84_geojson,
 )
-from models.pricing import PricingProfile
+from models.pricing import PricingProfile, bill, grid_orderable
 
 STATUSES = ("planned", "outside_region", "outside_raster", "nodata", "empty", "cloud")
 PLANNED, OUTSIDE_REGION, OUTSIDE_RASTER, NODATA, EMPTY, CLOUD = range(len(STATUSES))
@@ -133,6 +133,10 @@ class RegionSpec:
     band_indexes: tuple[int, ...]
     max_patches: int | None = None
     cloud_threshold: float | None = None
+    # Spend-aware plan: the bundle's value model (``models.spend.ValueModel.to_dict``) and the request's goal.
+    value_model: dict[str, Any] | None = None
+    max_price: float | None = None
+    target_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,6 +231,9 @@ def make_spec(
     chunk_tiles: int = 4096,
     max_patches: int | None = None,
     cloud_threshold: float | None = None,
+    value_model: dict[str, Any] | None = None,
+    max_price: float | None = None,
+    target_accuracy: float | None = None,
 ) -> RegionSpec:
     """The tile grid over the region, aligned to the raster's pixel grid and clipped to the raster."""
     a, _, c, _, e, f = transform
@@ -272,6 +279,9 @@ def make_spec(
         band_indexes=tuple(int(i) for i in band_indexes),
         max_patches=max_patches,
         cloud_threshold=cloud_threshold,
+        value_model=value_model,
+        max_price=max_price,
+        target_accuracy=target_accuracy,
     )
 
 
@@ -481,11 +491,15 @@ class Merged:
     eligible: np.ndarray  # (n_rows, n_cols) uint32
     selected: np.ndarray
     fixed_h: np.ndarray
+    probs: np.ndarray  # (n_rows, n_cols, P) uint8, PROB_SCALE = 1
 
 
 def merge_arrays(spec: RegionSpec, chunks: Iterable[dict[str, Any]]) -> Merged:
     shape_ = (spec.n_rows, spec.n_cols)
-    out = Merged(*(np.zeros(shape_, dt) for dt in (np.uint8, np.uint32, np.uint32, np.uint32)))
+    out = Merged(
+        *(np.zeros(shape_, dt) for dt in (np.uint8, np.uint32, np.uint32, np.uint32)),
+        np.zeros((*shape_, spec.num_patches), np.uint8),
+    )
     out.status[:] = OUTSIDE_REGION
     seen = set()
     for ch in chunks:
@@ -495,6 +509,7 @@ def merge_arrays(spec: RegionSpec, chunks: Iterable[dict[str, Any]]) -> Merged:
         out.eligible[sl] = _unb64(ch["eligible"], np.uint32).reshape(r1 - r0, spec.n_cols)
         out.selected[sl] = _unb64(ch["selected"], np.uint32).reshape(r1 - r0, spec.n_cols)
         out.fixed_h[sl] = _unb64(ch["fixed_h"], np.uint32).reshape(r1 - r0, spec.n_cols)
+        out.probs[sl] = _unb64(ch["probs"], np.uint8).reshape(r1 - r0, spec.n_cols, spec.num_patches)
         seen.add(ch["index"])
     missing = sorted(set(range(spec.n_chunks)) - seen)
     if missing:
@@ -509,43 +524,31 @@ def _patch_mask(spec: RegionSpec, bits: np.ndarray) -> np.ndarray:
     return m.transpose(0, 2, 1, 3).reshape(spec.n_rows * gr, spec.n_cols * gc)
 
 
-def grid_orderable(polys: np.ndarray, min_width: float) -> list:
-    """Orderable AOIs from many disjoint polygons: holes filled, narrow ones widened, merged; repeated.
-
-    ``models.pricing.orderable_polygons`` with the width measured on the bounding box,
-    vectorised: for ~10^5 patch polygons its per-polygon minimum rotated rectangle and
-    repeated unions of detailed shapes take minutes. A polygon narrower than ``min_width``
-    is replaced by its bounding box grown to ``min_width``, which contains it, so the
-    union works on rectangles. (The pair-wise "one covering rectangle is cheaper" merge of
-    single-tile plans is O(n²) and is not applied to region orders.)
-    """
-    geoms = shapely.polygons(shapely.get_exterior_ring(np.asarray(polys, dtype=object)))
-    for _ in range(16):
-        b = shapely.bounds(geoms)
-        w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-        narrow = np.minimum(w, h) < min_width - 1e-3
-        if not narrow.any():
-            break
-        cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
-        half_w, half_h = np.maximum(w, min_width) / 2, np.maximum(h, min_width) / 2
-        geoms = geoms.copy()
-        geoms[narrow] = shapely.box(cx - half_w, cy - half_h, cx + half_w, cy + half_h)[narrow]
-        merged = shapely.union_all(geoms)
-        parts = [p for p in getattr(merged, "geoms", [merged]) if p.geom_type == "Polygon" and not p.is_empty]
-        geoms = shapely.polygons(shapely.get_exterior_ring(np.asarray(parts, dtype=object)))
-    return [p.simplify(0) for p in geoms]
-
-
 def _order(spec: RegionSpec, bits: np.ndarray, pricing: PricingProfile, work_crs: str) -> dict[str, Any]:
     """Merged, region-clipped, orderable polygons of the patches in ``bits``, priced as one order."""
     gr, gc = spec.grid
+    order = _cells_order(spec, _patch_mask(spec, bits), (gr, gc), pricing, work_crs)
+    return {"patches": int(_unbits(bits.ravel(), gr * gc).sum()), **order}
+
+
+def tiles_order(spec: RegionSpec, tiles: np.ndarray, pricing: PricingProfile, work_crs: str) -> dict[str, Any]:
+    """The order for whole tiles ((n_rows, n_cols) bool), region-clipped: the spend-aware plan's unit."""
+    gr, gc = spec.grid
+    return {"patches": int(tiles.sum()) * gr * gc, **_cells_order(spec, tiles, (1, 1), pricing, work_crs)}
+
+
+def _cells_order(
+    spec: RegionSpec, cells: np.ndarray, per_tile: tuple[int, int], pricing: PricingProfile, work_crs: str
+) -> dict[str, Any]:
+    """Polygons of a cell mask over the tile grid (``per_tile`` cells per tile side), clipped, priced."""
+    gr, gc = per_tile
     a, b, c, d, e, f = spec.transform
     t = spec.tile_px
     origin_x, origin_y = c + a * spec.col0 * t, f + e * spec.row0 * t
     transform = (a * t / gc, 0.0, origin_x, 0.0, e * t / gr, origin_y)
     from models.raster import mask_polygons  # rasterio only where polygons are built
 
-    polys = mask_polygons(_patch_mask(spec, bits), transform)
+    polys = mask_polygons(cells, transform)
     region = spec.region_geometry()
     if len(polys):
         # Only polygons crossing the region's edge need clipping; inside ones are kept as they are.
@@ -558,18 +561,15 @@ def _order(spec: RegionSpec, bits: np.ndarray, pricing: PricingProfile, work_crs
         polys = np.asarray([transform_geometry(p, spec.crs, work_crs) for p in polys], dtype=object)
     area = float(shapely.area(polys).sum()) / 1e6 if len(polys) else 0.0
     ordered = grid_orderable(polys, pricing.min_width_m) if len(polys) else []
-    billable = [max(p.area / 1e6, pricing.min_area_km2) for p in ordered]
-    subtotal = sum(billable) * pricing.price_per_km2
-    price = max(subtotal, pricing.min_order_charge) if ordered else 0.0
+    bill_ = bill(ordered, pricing)
     return {
-        "patches": int(_unbits(bits.ravel(), gr * gc).sum()),
         "area_km2": round(area, 4),
-        "billable_km2": round(sum(billable), 4),
-        "price": round(price, 2),
+        "billable_km2": round(bill_.billable_km2, 4),
+        "price": round(bill_.price, 2),
         "currency": pricing.currency,
         "polygons": len(ordered),
-        "minimum_charge_applied": bool(ordered) and price > subtotal,
-        "_geoms": ordered,
+        "minimum_charge_applied": bill_.minimum_charge_applied,
+        "_geoms": [p.geometry for p in bill_.polygons],
     }
 
 
@@ -593,18 +593,7 @@ def summarize(spec: RegionSpec, chunks: Iterable[dict[str, Any]], pricing: Prici
     def saving(other: dict[str, Any]) -> float | None:
         return round(100 * (1 - orders["patchdrop"]["price"] / other["price"]), 2) if other["price"] else None
 
-    features = [
-        {
-            "type": "Feature",
-            "geometry": wgs84_geojson(g, work_crs),
-            "properties": {
-                "area_km2": round(g.area / 1e6, 4),
-                "billable_km2": round(max(g.area / 1e6, pricing.min_area_km2), 4),
-                "price": round(max(g.area / 1e6, pricing.min_area_km2) * pricing.price_per_km2, 2),
-            },
-        }
-        for g in geoms
-    ]
+    features = _features_geojson(geoms, pricing, work_crs)["features"]
     result = {
         "tiles": {
             "grid": counts["planned"] + sum(counts[s] for s in STATUSES[2:]),
@@ -621,7 +610,63 @@ def summarize(spec: RegionSpec, chunks: Iterable[dict[str, Any]], pricing: Prici
         "pricing": pricing.to_dict(),
         "order_geojson": {"type": "FeatureCollection", "features": features},
     }
-    return json.loads(json.dumps(result))  # plain lists, as the result reads back from any store
+    if spec.value_model:
+        result["spend"] = spend_summary(spec, m, pricing, work_crs)
+    return json.loads(json.dumps(result))
+
+
+def _features_geojson(geoms: Sequence[BaseGeometry], pricing: PricingProfile, work_crs: str) -> dict[str, Any]:
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": wgs84_geojson(p.geometry, work_crs),
+                "properties": {
+                    "area_km2": round(p.area_km2, 4),
+                    "billable_km2": round(p.billable_km2, 4),
+                    "price": round(p.price, 2),
+                },
+            }
+            for p in bill(geoms, pricing).polygons
+        ],
+    }
+
+
+def spend_plan(spec: RegionSpec, m: Merged, pricing: PricingProfile, work_crs: str) -> Any:
+    """The spend-aware plan over the region's planned tiles (``models.spend.plan_spend``)."""
+    from models.spend import ValueModel, plan_spend, tile_features
+
+    vm = ValueModel.from_dict(spec.value_model or {})
+    planned = m.status == PLANNED
+    probs = m.probs.reshape(-1, spec.num_patches).astype(np.float32) / PROB_SCALE
+    p_lr, p_hr = vm.predict(tile_features(probs))
+    shape_ = planned.shape
+    tile_m = (abs(spec.transform[4]) * spec.tile_px, abs(spec.transform[0]) * spec.tile_px)
+    return plan_spend(
+        p_lr.reshape(shape_),
+        p_hr.reshape(shape_),
+        planned,
+        lambda mask: tiles_order(spec, mask, pricing, work_crs)["price"],
+        pricing,
+        tile_m,
+        max_price=spec.max_price,
+        target_accuracy=spec.target_accuracy,
+    )
+
+
+def spend_summary(spec: RegionSpec, m: Merged, pricing: PricingProfile, work_crs: str) -> dict[str, Any]:
+    """What the money buys: the spend-aware order, its expected accuracy and the accuracy-against-spend curve."""
+    plan = spend_plan(spec, m, pricing, work_crs)
+    order = tiles_order(spec, plan.mask, pricing, work_crs)
+    geoms = order.pop("_geoms")
+    return {
+        **plan.summary(pricing.currency),
+        "max_price": spec.max_price,
+        "target_accuracy": spec.target_accuracy,
+        "value_model_feature": (spec.value_model or {}).get("feature"),
+        "order": {**order, "geojson": _features_geojson(geoms, pricing, work_crs)},
+    }  # plain lists, as the result reads back from any store
 
 
 def tile_features(spec: RegionSpec, chunk: dict[str, Any], ndigits: int = 7) -> Iterator[dict[str, Any]]:

@@ -19,9 +19,7 @@ def self_critical_advantage(sampled_reward: torch.Tensor, greedy_reward: torch.T
     return sampled_reward - greedy_reward
 
 
-def two_stream_probs(
-    hr_logits: torch.Tensor, lr_logits: torch.Tensor, actions: torch.Tensor
-) -> torch.Tensor:
+def two_stream_probs(hr_logits: torch.Tensor, lr_logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """s_cl = (S/P) s_hr + (1 - S/P) s_lr on class probabilities, S counted per image."""
     weight = (actions.sum(dim=-1, keepdim=True) / actions.shape[-1]).to(hr_logits.dtype)
     return weight * hr_logits.softmax(-1) + (1.0 - weight) * lr_logits.softmax(-1)

@@ -79,8 +79,14 @@ class Run:
         log.setLevel(logging.INFO)
         t = time.time()
         self.splits = load_benchmark(args.benchmark, args.data_root, self.cfg.seed, args.subset)
-        log.info("loaded %s: %d/%d/%d images in %.1fs", args.benchmark, len(self.splits.train),
-                 len(self.splits.val), len(self.splits.test), time.time() - t)
+        log.info(
+            "loaded %s: %d/%d/%d images in %.1fs",
+            args.benchmark,
+            len(self.splits.train),
+            len(self.splits.val),
+            len(self.splits.test),
+            time.time() - t,
+        )
 
     def path(self, name: str) -> Path:
         return self.out / name
@@ -271,8 +277,9 @@ def export_best(outs: Path | list[Path], target: Path, model_id: str, notes: str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m models.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="ship the finetuned stage with the best validation reward")
     exp.add_argument(
@@ -294,8 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, default=None)
         p.add_argument("--subset", type=int, default=None, help="use only the first N images of each split")
         p.add_argument("--baselines", default="fixed-h,fixed-v,stochastic,random")
-        p.add_argument("--start", default="classifiers", choices=["classifiers", "pt", "ft1", "ft2", "baselines"],
-                       help="chain only: resume at this stage, reusing the checkpoints before it")
+        p.add_argument(
+            "--start",
+            default="classifiers",
+            choices=["classifiers", "pt", "ft1", "ft2", "baselines"],
+            help="chain only: resume at this stage, reusing the checkpoints before it",
+        )
         p.add_argument("--results-json", type=Path, default=None, help="flat results file for benchmarks/")
     return parser
 
@@ -327,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         if run.cfg.hard_positive_epochs:
             order.append("hard-positives")
         order.append("evaluate")
-        for step in order[order.index(args.start):]:
+        for step in order[order.index(args.start) :]:
             steps[step]()
     else:
         steps[args.command]()

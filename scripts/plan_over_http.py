@@ -36,13 +36,21 @@ def main() -> int:
     parser.add_argument("--tile", type=Path, default=Path("models/assets/sample_lr_tile.tif"))
     parser.add_argument("--max-patches", type=int, default=None)
     parser.add_argument("--max-price", type=float, default=None)
+    parser.add_argument("--target-accuracy", type=float, default=None)
+    parser.add_argument("--pricing", default=None, help="preset (archive, tasking) or JSON overrides")
     parser.add_argument("--preview", type=Path, default=Path("data/sample_plan_preview.png"))
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the API to start")
     args = parser.parse_args()
 
     with httpx.Client(base_url=args.url, timeout=120) as client:
         wait_until_up(client, args.wait)
-        form = {k: str(v) for k, v in {"max_patches": args.max_patches, "max_price": args.max_price}.items() if v}
+        given = {
+            "max_patches": args.max_patches,
+            "max_price": args.max_price,
+            "target_accuracy": args.target_accuracy,
+            "pricing": args.pricing,
+        }
+        form = {k: str(v) for k, v in given.items() if v is not None}
         response = client.post(
             "/v1/plans", files={"tile": (args.tile.name, args.tile.read_bytes(), "image/tiff")}, data=form
         )
@@ -56,7 +64,10 @@ def main() -> int:
         args.preview.write_bytes(preview.content)
 
     purchase, lr, cur = plan["purchase"], plan["lr_prediction"], plan["purchase"]["currency"]
-    if purchase["recommendation"] == "whole_tile":
+    spend = plan.get("spend")
+    if purchase["recommendation"] == "tiles":
+        order = f"{spend['tiles_bought']} of {spend['tile_grid']['planned']} tiles"
+    elif purchase["recommendation"] == "whole_tile":
         order = "the whole tile"
     else:
         order = f"patches {purchase['patch_ids']}" if purchase["patch_ids"] else "nothing"
@@ -66,6 +77,15 @@ def main() -> int:
         f"  policy's patches: {sorted(purchase['selected_patches'])}; order {order} for {purchase['price']:.2f} {cur}"
         f" (whole tile: {purchase['whole_tile']['price']:.2f} {cur})",
         f"  LR-only prediction: {lr['class']} ({lr['confidence']:.0%})",
+        *(
+            [
+                f"  what the money buys: expected accuracy {spend['expected_accuracy']:.1%} for "
+                f"{spend['price']:.2f} {cur} (none {spend['expected_accuracy_none']:.1%}; full HR "
+                f"{spend['expected_accuracy_full_hr']:.1%} for {spend['full_hr_price']:.2f} {cur})"
+            ]
+            if spend
+            else []
+        ),
         *(f"  warning: {w}" for w in plan.get("warnings", [])),
         f"  preview: {args.preview}   again: GET {args.url}/v1/plans/{plan['id']} (while the API runs)",
     ]

@@ -5,7 +5,10 @@
 #   bash scripts/serve_and_plan.sh [TILE] [extra args of scripts/plan_over_http.py]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tile="${1:-models/assets/sample_lr_tile.tif}"
+# The bundled sample scene (8 x 8 model tiles, planned jointly) when present, else the one-tile sample.
+default_tile=models/assets/sample_lr_tile.tif
+[ -f models/assets/sample_lr_scene.tif ] && default_tile=models/assets/sample_lr_scene.tif
+tile="${1:-$default_tile}"  # an empty first argument also takes the default
 shift || true
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 mkdir -p data

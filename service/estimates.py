@@ -86,6 +86,8 @@ class EstimateService:
         max_patches: int | None = None,
         cloud_threshold: float | None = None,
         bands: list[str] | None = None,
+        max_price: float | None = None,
+        target_accuracy: float | None = None,
         pricing: dict[str, Any] | None = None,
         tenant: str,
     ) -> str:
@@ -119,6 +121,8 @@ class EstimateService:
             max_patches=max_patches,
             cloud_threshold=cloud_threshold,
             bands=bands,
+            max_price=max_price,
+            target_accuracy=target_accuracy,
             pricing={**self.settings.pricing.payload().model_dump(), **(pricing or {})},
             redis_prefix=self.settings.redis_prefix,
         )

@@ -61,5 +61,15 @@ class JobService:
 
 
 def _request_summary(request: dict[str, Any]) -> dict[str, Any]:
-    keys = ("source_name", "region_crs", "model", "tile_size_m", "max_patches", "cloud_threshold", "pricing")
+    keys = (
+        "source_name",
+        "region_crs",
+        "model",
+        "tile_size_m",
+        "max_patches",
+        "cloud_threshold",
+        "max_price",
+        "target_accuracy",
+        "pricing",
+    )
     return {k: request.get(k) for k in keys}

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from models.errors import GridError
 from models.preview import render_preview
 from service.errors import BrokerUnavailableError, JobFailedError, MissingUploadError, PlanNotFoundError
 from service.executor import Executor, JobPending
@@ -94,6 +95,8 @@ class PlanService:
         *,
         tenant: str,
         bands: list[str] | None = None,
+        target_accuracy: float | None = None,
+        pricing: Any = None,
     ) -> Outcome:
         if not tile:
             raise MissingUploadError("the uploaded tile is empty (0 bytes)")
@@ -106,7 +109,8 @@ class PlanService:
             tile=b64encode(tile),
             max_patches=max_patches,
             max_price=max_price,
-            pricing=s.pricing.payload(),
+            target_accuracy=target_accuracy,
+            pricing=pricing if pricing is not None else s.pricing.payload(),
             max_tile_pixels=s.max_tile_pixels,
             thumbnail_px=s.thumbnail_px,
             bands=bands,
@@ -118,6 +122,11 @@ class PlanService:
 
     def classify(self, plan_id: str, files: list[tuple[str, bytes]], *, tenant: str) -> Outcome:
         plan = self.get_plan(plan_id, tenant=tenant)
+        if plan["purchase"]["recommendation"] == "tiles":
+            raise GridError(
+                "this plan covers several model tiles; classification takes one tile: plan and classify "
+                "each tile of the order on its own"
+            )
         artifacts = self.store.get_artifacts(plan_id)
         empty = [name for name, data in files if not data]
         if empty:
@@ -143,12 +152,32 @@ class PlanService:
         rgb = decode_array(artifacts["thumbnail"])
         purchase = plan["purchase"]
         cost = f"{purchase['price']:.2f} {purchase['currency']}"
+        spend = plan.get("spend")
+        expected = (
+            f"\nexpected accuracy {spend['expected_accuracy']:.1%} (none {spend['expected_accuracy_none']:.1%}, "
+            f"full HR {spend['expected_accuracy_full_hr']:.1%})"
+            if spend
+            else ""
+        )
+        if purchase["recommendation"] == "tiles":
+            grid = spend["tile_grid"]
+            gains, bought = [0.0] * (grid["rows"] * grid["cols"]), []
+            for t in spend["tiles"]:
+                k = t["row"] * grid["cols"] + t["col"]
+                gains[k] = t["p_right_hr"] - t["p_right_lr"]
+                if t["bought"]:
+                    bought.append(k)
+            title = (
+                f"{plan['tile']['filename']} ({plan['model']})\nbuy {len(bought)} of {grid['planned']} tiles "
+                f"for {cost}{expected}"
+            )
+            return render_preview(rgb, grid["rows"], grid["cols"], gains, bought, title)
         action = {
             "patches": f"buy {len(purchase['patch_ids'])} patches for {cost}",
             "whole_tile": f"buy the whole tile for {cost}: no dearer than the selected patches",
             "none": "buy nothing",
         }[purchase["recommendation"]]
-        title = f"{plan['tile']['filename']} ({plan['model']})\n{action}"
+        title = f"{plan['tile']['filename']} ({plan['model']})\n{action}{expected}"
         return render_preview(
             rgb,
             plan["grid"]["rows"],

@@ -91,7 +91,9 @@ class QuotePublic(_Out):
 
 
 class PurchasePublic(_Out):
-    recommendation: Literal["patches", "whole_tile", "none"]
+    recommendation: Literal["patches", "whole_tile", "none", "tiles"] = Field(
+        description="tiles: an upload larger than one model tile, bought as the spend-aware order of its tiles."
+    )
     reason: str
     selected_patches: list[int] = Field(description="The policy's patches under the budget, most probable first.")
     patch_ids: list[int] = Field(description="Patches the recommended order covers: upload their HR to classify.")
@@ -110,6 +112,7 @@ class PredictionPublic(_Out):
 
 
 class PricingPublic(_Out):
+    preset: str | None = None
     price_per_km2: float
     min_area_km2: float
     min_width_m: float
@@ -132,6 +135,12 @@ class PlanPublic(_Out):
     lr_prediction: PredictionPublic = Field(description="Class predicted from the LR tile alone.")
     pricing: PricingPublic
     warnings: list[str] = Field(default_factory=list, description="Why the plan may be unreliable, if it may.")
+    spend: dict[str, Any] | None = Field(
+        default=None,
+        description="What the money buys (the model's calibrated value model): tiles bought, price, expected "
+        "accuracy with that order, with none and with full HR, the accuracy-against-spend curve; for an upload "
+        "larger than one model tile also its tile grid and each tile's LR class and expected accuracies.",
+    )
     links: dict[str, str]
 
 
@@ -162,6 +171,8 @@ class EstimateRequestPublic(_Out):
     tile_size_m: float | None
     max_patches: int | None
     cloud_threshold: float | None
+    max_price: float | None = None
+    target_accuracy: float | None = None
     pricing: dict[str, Any]
 
 
@@ -177,7 +188,9 @@ class JobPublic(_Out):
     result: dict[str, Any] | None = Field(
         description="When succeeded: the classification (classify jobs); for estimates the tiles planned and "
         "skipped, area and price for PatchDrop, Fixed-H at the same patch counts and full HR coverage, saving_pct "
-        "and order_geojson (the merged order, WGS84). Plan jobs link to their plan instead."
+        "and order_geojson (the merged order, WGS84); spend (when the model is calibrated): the spend-aware order "
+        "for max_price / target_accuracy, its expected accuracy, with none and with full HR, and the "
+        "accuracy-against-spend curve. Plan jobs link to their plan instead."
     )
     plan_id: str | None = Field(default=None, description="Plan and classify jobs: the plan made or read.")
     progress: EstimateProgressPublic | None = Field(default=None, description="Estimates: tiles and chunks done.")

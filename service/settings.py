@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from models.pricing import ARCHIVE_PRICE_LIST, PricingProfile
+from models.pricing import PricingProfile, PricingSchema
 from worker.payloads import PricingPayload
 from worker.settings import WorkerSettings
 
@@ -22,32 +22,15 @@ _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-class PricingSettings(BaseModel):
-    """The pricing profile (defaults modelled on public archive price lists for 30-50 cm imagery)."""
-
-    price_per_km2: float = Field(
-        default=ARCHIVE_PRICE_LIST.price_per_km2, ge=0, description="Price per km² of ordered area."
-    )
-    min_area_km2: float = Field(
-        default=ARCHIVE_PRICE_LIST.min_area_km2,
-        ge=0,
-        description="Each order polygon is billed for at least this area (archive AOIs: about 1 km²).",
-    )
-    min_width_m: float = Field(
-        default=ARCHIVE_PRICE_LIST.min_width_m,
-        ge=0,
-        description="Order polygons narrower than this are widened to it.",
-    )
-    min_order_charge: float = Field(
-        default=ARCHIVE_PRICE_LIST.min_order_charge, ge=0, description="A non-empty order costs at least this."
-    )
-    currency: str = Field(default=ARCHIVE_PRICE_LIST.currency, min_length=1)
+class PricingSettings(PricingSchema):
+    """The service's price list: ``PATCHDROP_PRICING__PRESET`` (archive, tasking) and/or each field
+    (``PATCHDROP_PRICING__PRICE_PER_KM2``...); a request's ``pricing`` changes it per request."""
 
     def profile(self) -> PricingProfile:
-        return PricingProfile(**self.model_dump())
+        return PricingSchema.profile(self)
 
     def payload(self) -> PricingPayload:
-        return PricingPayload(**self.model_dump())
+        return PricingPayload.model_validate(self.model_dump())
 
 
 class Settings(WorkerSettings):

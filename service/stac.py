@@ -56,6 +56,17 @@ def plan_item(plan: dict[str, Any], base_url: str) -> dict[str, Any]:
             ],
         },
     }
+    spend = plan.get("spend")
+    if spend:
+        props.update(
+            {
+                "patchdrop:expected_accuracy": spend["expected_accuracy"],
+                "patchdrop:expected_accuracy_none": spend["expected_accuracy_none"],
+                "patchdrop:expected_accuracy_full_hr": spend["expected_accuracy_full_hr"],
+                "patchdrop:full_hr_price": spend["full_hr_price"],
+                "patchdrop:spend_curve": spend["curve"],
+            }
+        )
     if tile["crs_code"] is None:
         props["proj:wkt2"] = tile["crs"]
     return {

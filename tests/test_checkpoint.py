@@ -25,7 +25,9 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path):
     path = save_bundle(bundle, tmp_path / "b.pt")
     loaded = load_bundle(path)
     for name, net in bundle.networks().items():
-        for (k, v), (k2, v2) in zip(net.state_dict().items(), loaded.networks()[name].state_dict().items(), strict=False):
+        for (k, v), (k2, v2) in zip(
+            net.state_dict().items(), loaded.networks()[name].state_dict().items(), strict=False
+        ):
             assert k == k2 and torch.equal(v, v2)
     assert loaded.class_names == ["water", "vegetation", "built"]
     assert loaded.metadata["model_id"] == "test"

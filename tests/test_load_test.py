@@ -28,6 +28,8 @@ def test_a_small_load_run_has_no_errors(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
     cases = [name for name in ("embedded_unbatched", "embedded", "celery") if name in results]
-    assert {"embedded_unbatched", "embedded"} <= set(cases) and all(results[c]["errors"] == 0 and results[c]["requests"] == 40 for c in cases)
+    assert {"embedded_unbatched", "embedded"} <= set(cases) and all(
+        results[c]["errors"] == 0 and results[c]["requests"] == 40 for c in cases
+    )
     assert {"date", "commit", "command"} <= set(results)
     assert "<!-- load_test:start -->" in md.read_text()

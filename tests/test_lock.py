@@ -49,4 +49,6 @@ def test_the_installed_version_is_the_locked_one(name):
         installed = metadata.version(name)
     except metadata.PackageNotFoundError:
         pytest.fail(f"{name} is locked but not installed: run bash scripts/setup.sh")
-    assert installed == locked()[name], f"{name}: installed {installed}, locked {locked()[name]} (bash scripts/setup.sh)"
+    assert installed == locked()[name], (
+        f"{name}: installed {installed}, locked {locked()[name]} (bash scripts/setup.sh)"
+    )

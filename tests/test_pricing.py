@@ -63,6 +63,4 @@ def test_invalid_profiles_are_refused():
     with pytest.raises(PricingError, match="price_per_km2"):
         PricingProfile(price_per_km2=-1, min_area_km2=0, min_width_m=0, min_order_charge=0)
     with pytest.raises(PricingError, match="min_area_km2"):
-        PricingProfile(
-            price_per_km2=1, min_area_km2=float("nan"), min_width_m=0, min_order_charge=0
-        )
+        PricingProfile(price_per_km2=1, min_area_km2=float("nan"), min_width_m=0, min_order_charge=0)

@@ -62,7 +62,11 @@ def test_chain_writes_loadable_checkpoints_and_report(fake_fashion_mnist, tmp_pa
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["methods"]["HR"]["patches"] == 16.0 and report["methods"]["LR"]["patches"] == 0.0
     assert set(report["sweep"]) == {
-        "PatchDrop Ft-1", "PatchDrop Ft-2", "Fixed-H", "Stochastic", "Random (Ft-1 classifier)"
+        "PatchDrop Ft-1",
+        "PatchDrop Ft-2",
+        "Fixed-H",
+        "Stochastic",
+        "Random (Ft-1 classifier)",
     }
     assert [report["sweep"]["Fixed-H"][str(k)]["patches"] for k in (1, 16)] == [1.0, 16.0]
     for png in ("accuracy_vs_patches.png", "patch_heatmap.png", "examples.png"):

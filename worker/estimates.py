@@ -50,6 +50,8 @@ class EstimatePayload(BaseModel):
     max_patches: int | None = Field(default=None, ge=0)
     cloud_threshold: float | None = None
     bands: list[str] | None = None  # what each band of the raster is, in file order (models.bands)
+    max_price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    target_accuracy: float | None = Field(default=None, ge=0, le=1)
     pricing: PricingPayload
     redis_prefix: str = "patchdrop"
 
@@ -123,6 +125,10 @@ def build_spec(req: EstimatePayload, registry: Any) -> tuple[RegionSpec, list[st
         chunk_tiles=req.chunk_tiles,
         max_patches=req.max_patches,
         cloud_threshold=req.cloud_threshold,
+        # Region estimates run the policy only (their time budget): the policy-feature value model.
+        value_model=bundle.metadata.get("value_model_policy"),
+        max_price=req.max_price,
+        target_accuracy=req.target_accuracy,
     )
     if req.max_tiles is not None and spec.n_tiles > req.max_tiles:
         # Refused before any chunk runs: the tile count is known from the raster's header alone.

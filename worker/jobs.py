@@ -22,6 +22,7 @@ from models.inference import classify as classify_purchase
 from models.planning import Budget, TileFootprint, check_coverage, plan_purchase, scale_warning
 from models.preview import to_rgb
 from models.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid
+from models.scene_plan import is_scene, plan_scene, spend_single
 from worker.errors import TileTooSmallError
 from worker.payloads import ClassifyPayload, PlanPayload, b64decode, decode_array, encode_array
 from worker.registry import ModelRegistry
@@ -58,10 +59,17 @@ def plan_many(payloads: list[dict[str, Any]], registry: ModelRegistry | None = N
     results: list[dict[str, Any] | None] = [None] * len(requests)
     for model_id, indexes in by_model.items():
         _, bundle = registry.get(model_id)
-        tiles = [_read_lr(requests[i], bundle) for i in indexes]
-        decisions = registry.decide(model_id, np.stack([t.array for t in tiles]))
-        for i, tile, decision in zip(indexes, tiles, decisions, strict=True):
-            results[i] = _plan_result(requests[i], model_id, bundle, tile, decision)
+        read = {i: _read_lr(requests[i], bundle) for i in indexes}
+        singles = []
+        for i in indexes:
+            if is_scene(read[i], bundle):  # larger than one model tile: the tile grid, planned jointly
+                results[i] = _scene_result(requests[i], model_id, bundle, registry, read[i])
+            else:
+                singles.append(i)
+        if singles:
+            decisions = registry.decide(model_id, np.stack([read[i].array for i in singles]))
+            for i, decision in zip(singles, decisions, strict=True):
+                results[i] = _plan_result(requests[i], model_id, bundle, read[i], decision)
     return results  # type: ignore[return-value]
 
 
@@ -124,9 +132,38 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
         },
         "pricing": req.pricing.model_dump(),
         "warnings": _warnings(purchase, bundle) + _band_warnings(tile, bundle),
+        "spend": spend_single(decision, bundle, purchase.whole_tile_quote.price, req.pricing.profile(), req),
     }
     artifacts = {
         "crs": crs,
+        "transform": list(tile.transform)[:6],
+        "width": tile.width,
+        "height": tile.height,
+        "lr_input": encode_array(tile.array.astype(np.float32)),
+        "thumbnail": encode_array(to_rgb(tile.thumbnail, bundle.bands)) if tile.thumbnail is not None else None,
+    }
+    return {"plan": plan_doc, "artifacts": artifacts}
+
+
+def _scene_result(req: PlanPayload, model_id: str, bundle, registry: ModelRegistry, tile: RasterTile) -> dict:
+    scene = plan_scene(req, model_id, bundle, lambda lr: registry.decide(model_id, lr), tile, b64decode(req.tile))
+    plan_doc = {
+        "id": req.plan_id,
+        "model": model_id,
+        "model_version": bundle.metadata.get("model_id"),
+        "tile": scene["tile"],
+        "grid": {"rows": bundle.grid.rows, "cols": bundle.grid.cols},
+        "budget": {"max_patches": req.max_patches, "max_price": req.max_price},
+        "patch_probabilities": [],
+        "patches": [],
+        "purchase": scene["purchase"],
+        "lr_prediction": scene["lr_prediction"],
+        "pricing": req.pricing.model_dump(),
+        "warnings": _band_warnings(tile, bundle),
+        "spend": scene["spend"],
+    }
+    artifacts = {
+        "crs": scene["tile"]["crs"],
         "transform": list(tile.transform)[:6],
         "width": tile.width,
         "height": tile.height,

@@ -11,7 +11,7 @@ import base64
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.pricing import PricingProfile
+from models.pricing import PricingSchema
 
 
 def b64encode(data: bytes) -> str:
@@ -35,15 +35,7 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class PricingPayload(_Payload):
-    price_per_km2: float = Field(ge=0)
-    min_area_km2: float = Field(ge=0)
-    min_width_m: float = Field(ge=0)
-    min_order_charge: float = Field(ge=0)
-    currency: str = "USD"
-
-    def profile(self) -> PricingProfile:
-        return PricingProfile(**self.model_dump())
+PricingPayload = PricingSchema  # one schema for a price list, wherever it is validated
 
 
 class PlanPayload(_Payload):
@@ -52,7 +44,8 @@ class PlanPayload(_Payload):
     filename: str = "tile.tif"
     tile: str  # base64 GeoTIFF bytes
     max_patches: int | None = None
-    max_price: float | None = None
+    max_price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    target_accuracy: float | None = Field(default=None, ge=0, le=1)
     pricing: PricingPayload
     max_tile_pixels: int | None = None
     thumbnail_px: int = 256

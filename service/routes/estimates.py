@@ -5,18 +5,16 @@ The job itself is read and cancelled through ``/v1/jobs/{id}`` like every other 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
 
 from service.deps import EstimateServiceDep, JobServiceDep, TenantDep
+from service.pricing import request_pricing
 from service.routes.jobs import job_response
 from service.schemas import ErrorBody, JobPublic
-from service.settings import PricingSettings, Settings
+from service.settings import Settings
 from service.uploads import LargeFormRoute
 
 router = APIRouter(prefix="/v1", tags=["estimates"], route_class=LargeFormRoute)
@@ -44,7 +42,20 @@ def create_estimate(
     cloud_threshold: Annotated[
         float | None, Form(description="Skip tiles whose B02 is at or above this in most pixels (cloud).")
     ] = None,
-    pricing: Annotated[str | None, Form(description='Price list overrides, JSON: {"price_per_km2": 25}.')] = None,
+    max_price: Annotated[
+        float | None, Form(ge=0, allow_inf_nan=False, description="Spend-aware order: spend at most this much.")
+    ] = None,
+    target_accuracy: Annotated[
+        float | None,
+        Form(ge=0, le=1, description="Spend-aware order: the least price reaching this expected accuracy (0..1)."),
+    ] = None,
+    pricing: Annotated[
+        str | None,
+        Form(
+            description='A preset (archive, tasking) or a JSON object of overrides: {"preset": "tasking", '
+            '"price_per_km2": 25}.'
+        ),
+    ] = None,
     bands: Annotated[
         str | None,
         Form(
@@ -59,16 +70,7 @@ def create_estimate(
 ) -> JSONResponse:
     """Start a region cost estimate: 202 with the job; poll ``GET /v1/jobs/{id}``."""
     settings: Settings = request.app.state.settings
-    overrides = None
-    if pricing:
-        try:
-            base = settings.pricing.model_dump()
-            given = json.loads(pricing)
-            if not isinstance(given, dict):  # null, a list, a number: found by the schemathesis fuzz
-                raise ValueError('pricing must be a JSON object, e.g. {"price_per_km2": 25}')
-            overrides = PricingSettings.model_validate({**base, **given}).model_dump()
-        except (ValueError, ValidationError) as exc:
-            raise RequestValidationError([{"loc": ("pricing",), "msg": str(exc).splitlines()[0]}]) from exc
+    overrides = request_pricing(settings, pricing).model_dump()
     job_id = estimates.submit(
         region,
         region_crs=region_crs,
@@ -78,6 +80,8 @@ def create_estimate(
         tile_size_m=tile_size_m,
         max_patches=max_patches,
         cloud_threshold=cloud_threshold,
+        max_price=max_price,
+        target_accuracy=target_accuracy,
         pricing=overrides,
         tenant=tenant.id,
         bands=bands.split(",") if bands else None,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from service.deps import JobServiceDep, PlanServiceDep, TenantDep
+from service.pricing import request_pricing
 from service.routes.jobs import job_response
 from service.schemas import ClassificationPublic, ErrorBody, JobPublic, PlanPublic
 from service.stac import MEDIA_TYPE, plan_item
@@ -51,7 +52,9 @@ def create_plan(
     tenant: TenantDep,
     tile: Annotated[UploadFile, File(description="LR GeoTIFF tile (e.g. Sentinel-2 B02, B03, B04, B08).")],
     max_patches: Annotated[int | None, Form(ge=0, description="Buy at most this many patches.")] = None,
-    max_price: Annotated[float | None, Form(ge=0, description="Spend at most this much on the order.")] = None,
+    max_price: Annotated[
+        float | None, Form(ge=0, allow_inf_nan=False, description="Spend at most this much on the order.")
+    ] = None,
     model: Annotated[str | None, Form(description="Model id (GET /v1/models); default model if unset.")] = None,
     bands: Annotated[
         str | None,
@@ -61,9 +64,25 @@ def create_plan(
             "metadata, descriptions or order."
         ),
     ] = None,
+    target_accuracy: Annotated[
+        float | None,
+        Form(ge=0, le=1, description="Spend-aware order: the least price reaching this expected accuracy (0..1)."),
+    ] = None,
+    pricing: Annotated[
+        str | None,
+        Form(
+            description='A preset (archive, tasking) or a JSON object of overrides: {"preset": "tasking", '
+            '"price_per_km2": 25}.'
+        ),
+    ] = None,
     format: Format = "json",
 ) -> Response:
-    """Plan the HR purchase for an LR tile: which patches, as which order polygons, at what price."""
+    """Plan the HR purchase for an LR tile: which patches, as which order polygons, at what price.
+
+    An upload larger than one model tile is cut into the model's tile grid and its tiles are
+    bought jointly (``purchase.recommendation`` = ``tiles``; ``spend`` has the grid).
+    """
+    price_list = request_pricing(request.app.state.settings, pricing)
     outcome = service.create_plan(
         tile.file.read(),
         tile.filename or "tile.tif",
@@ -72,6 +91,8 @@ def create_plan(
         model,
         tenant=tenant.id,
         bands=bands.split(",") if bands else None,
+        target_accuracy=target_accuracy,
+        pricing=price_list,
     )
     if outcome.pending:
         return job_response(jobs.public(outcome.job), 202)

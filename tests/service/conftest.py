@@ -33,6 +33,9 @@ from models.checkpoint import save_bundle
 from service.app import create_app
 from service.settings import Settings
 
+# The bundled default model (calibrated), as model "real": loaded only by the tests that ask for it.
+REAL_MODEL = str(Path(__file__).resolve().parents[2] / "models" / "assets" / "default.pt")
+
 
 @pytest.fixture(scope="session")
 def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -100,7 +103,7 @@ def celery_worker(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -
         pytest.skip(f"Celery mode needs a Redis server: set {REDIS_ENV} (.ci/run does)")
     queue = f"patchdrop-test-{uuid.uuid4().hex[:8]}"
     log = tmp_path_factory.mktemp("celery") / "worker.log"
-    models = {"default": str(bundle_path), "broken": str(bundle_path.parent / "no.pt")}
+    models = {"default": str(bundle_path), "broken": str(bundle_path.parent / "no.pt"), "real": REAL_MODEL}
     with log.open("w") as out:
         process = start_celery_worker(redis_url, queue, models, out, name=queue)
     try:
@@ -111,7 +114,7 @@ def celery_worker(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _settings(mode: str, request: pytest.FixtureRequest, tmp_path: Path, bundle_path: Path, **overrides) -> Settings:
-    models = {"default": str(bundle_path), "broken": str(bundle_path.parent / "no.pt")}
+    models = {"default": str(bundle_path), "broken": str(bundle_path.parent / "no.pt"), "real": REAL_MODEL}
     base = {"models": models, "preload_models": False, "device": "cpu", "job_wait_s": 60.0}
     if mode == "celery":
         worker: CeleryWorker = request.getfixturevalue("celery_worker")

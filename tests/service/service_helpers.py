@@ -24,6 +24,9 @@ X0, Y1, PIXEL, SIZE = 446610.0, 4179300.0, 40.0, 64  # like the bundled sample t
 TILE_BOUNDS = (X0, Y1 - SIZE * PIXEL, X0 + SIZE * PIXEL, Y1)
 
 
+TEST_VALUE_MODEL = {"feature": "policy_count", "edges": [], "p_lr": [0.8], "p_hr": [0.95], "counts": [100]}
+
+
 def random_bundle() -> ModelBundle:
     """A tiny random bundle whose policy always buys ``BUY``: plans are deterministic."""
     torch.manual_seed(0)
@@ -37,6 +40,10 @@ def random_bundle() -> ModelBundle:
         policy_width=8,
         classifier_width=8,
         model_id="test-random",
+        # A calibrated value model (one bin: every tile 80 % right from LR, 95 % with HR), so
+        # plans and estimates carry a spend-aware order.
+        value_model=TEST_VALUE_MODEL,
+        value_model_policy=TEST_VALUE_MODEL,
     )
     with torch.no_grad():
         head = bundle.policy.head

@@ -50,6 +50,7 @@ def rasters(draw) -> bytes:
 @pytest.mark.parametrize("mode", ["embedded"])  # the raster checks run in the API, before any dispatch
 def test_no_raster_gets_a_5xx(make_client, mode):
     embedded = make_client()
+
     @settings(
         max_examples=EXAMPLES,
         deadline=None,

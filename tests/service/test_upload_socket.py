@@ -9,6 +9,7 @@ and it must answer before the body ends, which it never does.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -63,7 +64,10 @@ def test_a_chunked_body_over_the_cap_is_refused_before_it_ends(server):
         )
         conn.sendall(_chunk(b'--b\r\nContent-Disposition: form-data; name="tile"; filename="t.tif"\r\n\r\n'))
         sent = 0
-        while sent <= CAP + 4096:  # a slow client: many small chunks, each its own send
+        # A slow client: many small chunks, each its own send, until just past the cap. It stops
+        # sending once an answer is readable: bytes sent to a socket the server has closed would
+        # make its kernel answer with a reset, which can discard the 413 before it is read.
+        while sent <= CAP and not select.select([conn], [], [], 0.01)[0]:
             conn.sendall(_chunk(b"\0" * 512))
             sent += 512
         # No terminating chunk: the body never ends. Read the answer it gets anyway.

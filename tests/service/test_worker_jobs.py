@@ -6,7 +6,8 @@ import uuid
 
 import numpy as np
 import pytest
-from service_helpers import BANDS, BUY, geotiff_bytes, lr_array
+from rasterio.transform import from_origin
+from service_helpers import BANDS, BUY, X0, Y1, geotiff_bytes, lr_array
 
 from models.errors import CoverageError, WrongBandCountError
 from worker import jobs
@@ -105,10 +106,15 @@ def test_a_tile_at_another_scale_than_the_training_tiles_is_flagged(registry, bu
     bundle.metadata["lr_pixel_size"] = 40.0  # trained on 16 px x 40 m = 640 m tiles
     path = save_bundle(bundle, tmp_path / "scaled.pt")
     scaled = ModelRegistry({"default": path}, "default", "cpu")
-    tile = geotiff_bytes(lr_array(), descriptions=BANDS)  # 64 px x 40 m = 2560 m: read as 160 m pixels
-    warnings = jobs.plan(payload("p", tile), scaled)["plan"]["warnings"]
-    assert len(warnings) == 1 and "160 m" in warnings[0] and "40 m pixels" in warnings[0]
-    assert jobs.plan(payload("p", tile), registry)["plan"]["warnings"] == []  # no scale in the metadata
+    # 32 px x 5 m = 160 m, less than one 640 m model tile: read whole, as 10 m pixels.
+    small = geotiff_bytes(lr_array(size=32), transform=from_origin(X0, Y1, 5.0, 5.0), descriptions=BANDS)
+    warnings = jobs.plan(payload("p", small), scaled)["plan"]["warnings"]
+    assert len(warnings) == 1 and "10 m" in warnings[0] and "40 m pixels" in warnings[0]
+    assert jobs.plan(payload("p", small), registry)["plan"]["warnings"] == []  # no scale in the metadata
+    # 64 px x 40 m = 2560 m: no longer squeezed into one tile but cut into 4 x 4 model tiles.
+    big = jobs.plan(payload("p", geotiff_bytes(lr_array(), descriptions=BANDS)), scaled)["plan"]
+    assert big["warnings"] == [] and big["purchase"]["recommendation"] == "tiles"
+    assert big["spend"]["tile_grid"]["rows"] == big["spend"]["tile_grid"]["cols"] == 4
 
 
 @pytest.mark.parametrize("mode", ["celery"])
