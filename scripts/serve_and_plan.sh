@@ -12,7 +12,7 @@ tile="${1:-$default_tile}"  # an empty first argument also takes the default
 shift || true
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 mkdir -p data
-env -u REDIS_URL -u PATCHDROP_REDIS_URL python3 -m models.cli serve --port "$port" >data/serve.log 2>&1 &
+env -u REDIS_URL -u PATCHDROP_REDIS_URL python3 -m patchdrop serve --port "$port" >data/serve.log 2>&1 &
 server=$!
 stop_server() {
   kill "$server" 2>/dev/null || true

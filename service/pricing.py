@@ -12,6 +12,6 @@ from worker.payloads import PricingPayload
 def request_pricing(settings: Settings, text: str | None) -> PricingPayload:
     """Preset name or JSON overrides; refused as a 422 on the ``pricing`` field before any work runs."""
     try:
-        return PricingPayload.model_validate(settings.pricing.with_request(text).model_dump())
+        return settings.pricing.for_request(text)
     except PricingError as exc:
         raise RequestValidationError([{"loc": ("pricing",), "msg": str(exc)}]) from exc

@@ -32,6 +32,11 @@ class PricingSettings(PricingSchema):
     def payload(self) -> PricingPayload:
         return PricingPayload.model_validate(self.model_dump())
 
+    def for_request(self, text: str | None) -> PricingPayload:
+        """The price list a request's ``pricing`` (preset name or JSON overrides) asks for; ``PricingError``
+        says why one is refused. The API and the CLI both call this."""
+        return PricingPayload.model_validate(self.with_request(text).model_dump())
+
 
 class Settings(WorkerSettings):
     db_path: Path = Field(

@@ -1,13 +1,14 @@
 """``patchdrop plan`` end to end on a small bundle; ``serve``/``worker`` build the right commands."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from models.checkpoint import build_bundle, save_bundle
-from models.cli import build_parser, main, serve_command, worker_command
+from patchdrop.cli import build_parser, main, serve_command, worker_command
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def test_plan_prints_patches_and_prices(bundle_file, geotiff, capsys):
     tile = geotiff(np.random.default_rng(0).integers(100, 3000, (4, 64, 64)).astype("uint16"))
     assert main(["plan", str(tile), "--checkpoint", str(bundle_file), "--max-patches", "3"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert len(plan["probabilities"]) == 16 and len(plan["selected_patches"]) <= 3
+    assert len(plan["patch_probabilities"]) == 16 and len(plan["purchase"]["selected_patches"]) <= 3
     assert plan["purchase"]["recommendation"] in ("patches", "whole_tile", "none")
     assert plan["purchase"]["whole_tile"]["price"] > 0
 
@@ -51,7 +52,7 @@ def test_plan_batches_several_tiles(bundle_file, geotiff, capsys):
         == 0
     )
     plans = json.loads(capsys.readouterr().out)
-    assert [p["tile"] for p in plans] == tiles
+    assert [p["tile"]["filename"] for p in plans] == [Path(t).name for t in tiles]
     assert plans[0]["purchase"]["whole_tile"]["price"] == pytest.approx(6.55, abs=0.01)
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from models.assets import DEFAULT_CHECKPOINT
 from models.checkpoint import load_bundle
-from models.cli import DEFAULT_CHECKPOINT, main
 from models.inference import classify, decide_patches
 from models.raster import read_tile
+from patchdrop.cli import main
 
 SAMPLE_TILE = DEFAULT_CHECKPOINT.parent / "sample_lr_tile.tif"
 # Recorded with the committed checkpoint on this tile (CPU, float32).
@@ -50,10 +51,13 @@ def test_cli_plans_a_generated_four_band_tile(geotiff, capsys):
     tile = geotiff(data, pixel_size=40.0)
     assert main(["plan", str(tile)]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert len(plan["probabilities"]) == 16
-    assert plan["selected_patches"] == [i for i, p in enumerate(plan["probabilities"]) if p >= 0.5]
+    probs = plan["patch_probabilities"]
+    assert len(probs) == 16
+    assert plan["purchase"]["selected_patches"] == sorted(
+        (i for i, p in enumerate(probs) if p >= 0.5), key=lambda i: -probs[i]
+    )
     assert plan["lr_prediction"]["class"] in ("built_bare", "fine_mosaic", "vegetation", "water")
-    assert set(plan["footprints"]) == {str(i) for i in plan["selected_patches"]}
+    assert [p["id"] for p in plan["patches"] if p["selected"]] == sorted(plan["purchase"]["selected_patches"])
 
 
 def test_no_patches_is_the_lr_classifier_and_the_whole_tile_the_hr_classifier(bundle):

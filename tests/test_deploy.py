@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.cli import build_parser, serve_command, worker_command
+from patchdrop.cli import build_parser, serve_command, worker_command
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = {
@@ -96,7 +96,7 @@ def pyproject() -> str:
 
 
 def test_patchdrop_is_the_installed_console_script():
-    assert re.search(r'^patchdrop = "models\.cli:main"$', pyproject(), re.M)
+    assert re.search(r'^patchdrop = "patchdrop\.cli:main"$', pyproject(), re.M)
 
 
 def test_api_command_starts_uvicorn_on_the_app_factory(services):

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.cli import DEFAULT_CHECKPOINT
+from models.assets import DEFAULT_CHECKPOINT
 
 
 class WorkerSettings(BaseSettings):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from models.cli import DEFAULT_CHECKPOINT
+from models.assets import DEFAULT_CHECKPOINT
 from service.app import create_app
 from service.settings import Settings
 

@@ -7,7 +7,7 @@ import json
 from region_helpers import geojson_text, tiles_box, write_scene
 from service_helpers import BUY
 
-from models.cli import main
+from patchdrop.cli import main
 from service.estimates import resolve_source
 from service.settings import Settings
 

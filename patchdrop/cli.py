@@ -1,7 +1,9 @@
-"""``patchdrop`` command line: plan purchases for tiles, run the API, run a Celery worker.
+"""``patchdrop`` command line: plan purchases for tiles, estimate a region, run the API or a Celery worker.
 
-``serve`` and ``worker`` start uvicorn and Celery as programs: this module
-imports no web or queue code.
+``plan`` and ``estimate`` run in this process through the worker's own pipelines
+(``worker.jobs.plan_many``, ``worker.estimates.run_all``) with the service's settings
+(``PATCHDROP_*``: pricing, limits), so they answer with the JSON the API gives for the
+same input. ``serve`` and ``worker`` start uvicorn and Celery as programs.
 """
 
 from __future__ import annotations
@@ -10,76 +12,56 @@ import argparse
 import json
 import os
 import sys
+import tempfile
+import threading
+import uuid
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
+from models.assets import DEFAULT_CHECKPOINT
 from models.errors import PatchDropError
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default.pt"
+
+def _settings(args: argparse.Namespace) -> Any:
+    from service.settings import Settings
+
+    # The CLI runs one bundle in this process: no Redis, no batching across requests.
+    return Settings(redis_url=None, models={"default": Path(args.checkpoint)}, preload_models=False)
+
+
+def _registry(settings: Any) -> Any:
+    from worker.registry import ModelRegistry
+
+    return ModelRegistry(settings.models, settings.default_model, settings.device, settings.torch_threads)
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from models.checkpoint import load_bundle
-    from models.inference import decide_patches
-    from models.planning import Budget, TileFootprint, plan_purchase
-    from models.pricing import PricingSchema
-    from models.raster import read_tile
-    from models.scene_plan import is_scene, plan_scene, spend_single
+    from worker.jobs import plan_many
+    from worker.payloads import PlanPayload, b64encode
 
-    price_list = PricingSchema().with_request(args.pricing)
-    pricing = price_list.profile()
-    req = argparse.Namespace(
-        max_price=args.max_price, target_accuracy=args.target_accuracy, pricing=price_list, filename=""
-    )
-    bundle = load_bundle(args.checkpoint)
-    budget = Budget(args.max_patches, args.max_price)
-    tiles = [read_tile(t, bundle.lr_size, band_names=bundle.bands, name=str(t)) for t in args.tile]
-    plans: list[dict] = []
-    summaries: list[str] = []
-    singles = []
-    for path, tile in zip(args.tile, tiles, strict=True):
-        if is_scene(tile, bundle):  # larger than one model tile: its tiles, planned jointly
-            req.filename = str(path)
-            scene = plan_scene(
-                req, str(args.checkpoint), bundle, lambda lr: decide_patches(bundle, lr), tile, path.read_bytes()
-            )
-            plans.append({"tile": str(path), "model": bundle.metadata.get("model_id"), **scene})
-            summaries.append(_spend_line(str(path), scene["spend"], scene["purchase"]["order"]["polygons"]))
-        else:
-            singles.append((path, tile))
-    decisions = (
-        decide_patches(bundle, np.stack([t.array for _, t in singles]), max_patches=args.max_patches) if singles else []
-    )
-    for (path, tile), decision in zip(singles, decisions, strict=True):
-        footprints = tile.patch_bounds(bundle.grid)
-        crs = tile.crs.to_string()
-        purchase = plan_purchase(
-            decision.probabilities,
-            decision.selected,
-            TileFootprint(crs, tile.bounds, tuple(footprints)),
-            budget,
-            pricing,
-        )
-        plans.append(
-            {
-                "tile": str(path),
-                "crs": crs,
-                "model": bundle.metadata.get("model_id", Path(args.checkpoint).stem),
-                "probabilities": decision.probabilities,
-                "selected_patches": decision.selected,
-                "footprints": {str(i): footprints[i] for i in decision.selected},
-                "lr_prediction": {"class": decision.lr_class, "confidence": round(decision.lr_confidence, 4)},
-                "purchase": purchase.to_dict(),
-                "spend": spend_single(decision, bundle, purchase.whole_tile_quote.price, pricing, req),
-            }
-        )
-        if plans[-1]["spend"]:
-            summaries.append(_spend_line(str(path), plans[-1]["spend"], purchase.to_dict()["order"]["polygons"]))
+    settings = _settings(args)
+    pricing = settings.pricing.for_request(args.pricing)
+    payloads = [
+        PlanPayload(
+            plan_id=uuid.uuid4().hex,
+            filename=path.name,
+            tile=b64encode(path.read_bytes()),
+            max_patches=args.max_patches,
+            max_price=args.max_price,
+            target_accuracy=args.target_accuracy,
+            pricing=pricing,
+            max_tile_pixels=settings.max_tile_pixels,
+            thumbnail_px=settings.thumbnail_px,
+            bands=args.bands.split(",") if args.bands else None,
+        ).model_dump()
+        for path in args.tile
+    ]
+    plans = [result["plan"] for result in plan_many(payloads, _registry(settings))]
     json.dump(plans[0] if len(plans) == 1 else plans, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    for line in summaries:
-        print(line, file=sys.stderr)
+    for path, plan in zip(args.tile, plans, strict=True):
+        if plan.get("spend"):
+            print(_spend_line(str(path), plan["spend"], plan["purchase"]["order"]["polygons"]), file=sys.stderr)
     return 0
 
 
@@ -94,45 +76,59 @@ def _spend_line(name: str, spend: dict, polygons: list) -> str:
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    """A region cost estimate in this process, with a progress bar; the API's result files."""
+    """A region cost estimate run as the embedded API runs one, in a job store of its own, with a progress bar."""
     from tqdm import tqdm
 
-    from models.checkpoint import load_bundle
-    from models.inference import policy_probabilities
-    from models.policy import fixed_order
-    from models.pricing import PricingSchema
-    from models.raster import SceneReader
-    from models.region import feature_collection_chunks, iter_chunks, make_spec, parse_region, summarize
+    from models.region import RegionSpec, feature_collection_chunks, parse_region
+    from worker.estimates import EstimatePayload, new_estimate_job, progress, run_all
+    from worker.jobstore import JobState, SQLiteJobStore
 
-    pricing = PricingSchema().with_request(args.pricing).profile()
-    bundle = load_bundle(args.checkpoint)
-    region, region_crs = parse_region(Path(args.region).read_text(), args.region_crs)
+    settings = _settings(args)
+    region_text = Path(args.region).read_text()
+    parse_region(region_text, args.region_crs)  # a bad region is refused before the raster is opened
+    payload = EstimatePayload(
+        job_id=uuid.uuid4().hex,
+        source=str(args.scene),
+        source_name=str(args.scene),
+        region=json.loads(region_text),
+        region_crs=args.region_crs,
+        tile_size_m=args.tile_size_m,
+        chunk_tiles=args.chunk_tiles,
+        max_patches=args.max_patches,
+        cloud_threshold=args.cloud_threshold,
+        bands=args.bands.split(",") if args.bands else None,
+        max_price=args.max_price,
+        target_accuracy=args.target_accuracy,
+        pricing=settings.pricing.for_request(args.pricing),
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with SceneReader(args.scene, bundle.bands, name=str(args.scene)) as reader:
-        info = reader.info
-        spec = make_spec(
-            str(args.scene), info.crs, info.transform, info.width, info.height, info.block, info.band_indexes,
-            region, region_crs, bands=bundle.bands, lr_size=bundle.lr_size,
-            grid=(bundle.grid.rows, bundle.grid.cols), lr_pixel_size=bundle.metadata.get("lr_pixel_size"),
-            tile_size_m=args.tile_size_m, chunk_tiles=args.chunk_tiles, max_patches=args.max_patches,
-            cloud_threshold=args.cloud_threshold, value_model=bundle.metadata.get("value_model_policy"),
-            max_price=args.max_price, target_accuracy=args.target_accuracy,
-        )  # fmt: skip
-        chunks = []
-        order = fixed_order("fixed-h", bundle.grid)
-        with tqdm(total=spec.n_tiles, unit="tile", desc="estimate", disable=args.quiet) as bar:
-            for chunk in iter_chunks(
-                reader, spec, range(spec.n_chunks), lambda lr: policy_probabilities(bundle, lr), order
-            ):
-                chunks.append(chunk)  # a few bytes per tile: a whole scene's chunks fit easily
-                bar.update(chunk["tiles"])
-    result = summarize(spec, chunks, pricing)
-    (out / "order.geojson").write_text(json.dumps(result.pop("order_geojson")))
-    (out / "estimate.json").write_text(json.dumps(result, indent=2))
-    with (out / "tiles.geojson").open("w") as f:
-        for piece in feature_collection_chunks(spec, chunks):
-            f.write(piece)
+    with tempfile.TemporaryDirectory(prefix="patchdrop-estimate-") as tmp:
+        store = SQLiteJobStore(Path(tmp) / "jobs.sqlite3")
+        store.create(new_estimate_job(payload, tenant="cli"))
+        lock = threading.Lock()
+        with tqdm(unit="tile", desc="estimate", disable=args.quiet) as bar:
+
+            def on_chunk(_: int) -> None:
+                with lock:
+                    done = progress(store.get(payload.job_id), store)  # type: ignore[arg-type]
+                    bar.total = done["tiles_total"]
+                    bar.update(done["tiles_done"] - bar.n)
+
+            run_all(payload.job_id, store, _registry(settings), on_chunk)
+        job = store.get(payload.job_id)
+        assert job is not None
+        if job["state"] != JobState.SUCCEEDED.value:  # run_all raises on a failure; a cancel cannot come here
+            raise PatchDropError(f"the estimate ended {job['state']}")
+        result = dict(job["result"])
+        (out / "order.geojson").write_text(json.dumps(result.pop("order_geojson")))
+        (out / "estimate.json").write_text(json.dumps(result, indent=2))
+        with (out / "tiles.geojson").open("w") as f:
+            for piece in feature_collection_chunks(RegionSpec.from_dict(job["spec"]), store.chunks(payload.job_id)):
+                f.write(piece)
+        store.close()
+    for warning in job.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
     pd, full = result["patchdrop"], result["full"]
     print(
         f"{result['tiles']['planned']} tiles planned, {sum(result['tiles']['skipped'].values())} skipped; "
@@ -146,7 +142,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
-    """The uvicorn command line and environment for ``patchdrop serve`` (models imports no web code)."""
+    """The uvicorn command line and environment for ``patchdrop serve``."""
     env = dict(os.environ)
     if args.redis_url:
         env["PATCHDROP_REDIS_URL"] = args.redis_url
@@ -181,6 +177,7 @@ def _exec(command: tuple[list[str], dict[str, str]]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="patchdrop", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    bands_help = "what each band of the file is, in file order, comma-separated (blue,green,red,nir or B2,B3,B4,B8)"
     plan = sub.add_parser("plan", help="which HR patches of LR GeoTIFF tiles are worth buying, and their price")
     plan.add_argument("tile", type=Path, nargs="+", help="LR GeoTIFF tile(s) (several share one forward pass)")
     plan.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
@@ -190,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--pricing", default=None, help="preset (archive, tasking) or JSON overrides, e.g. '{\"price_per_km2\": 25}'"
     )
+    plan.add_argument("--bands", default=None, help=bands_help)
     plan.set_defaults(func=_plan)
 
     est = sub.add_parser("estimate", help="price HR coverage of a region with and without PatchDrop's plans")
@@ -205,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--pricing", default=None, help="preset (archive, tasking) or JSON overrides")
     est.add_argument("--max-price", type=float, default=None, help="spend-aware order: spend at most this much")
     est.add_argument("--target-accuracy", type=float, default=None, help="spend-aware order: least price reaching")
+    est.add_argument("--bands", default=None, help=bands_help)
     est.add_argument("--quiet", action="store_true", help="no progress bar")
     est.set_defaults(func=_estimate)
 

@@ -1,0 +1,3 @@
+from patchdrop.cli import main
+
+raise SystemExit(main())
