@@ -87,7 +87,7 @@ def prepare_checkpoint(path: Path | None, workdir: Path) -> tuple[Path, str]:
         return path, str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
     import torch
 
-    from models.checkpoint import build_bundle, save_bundle
+    from models.nn.checkpoint import build_bundle, save_bundle
 
     torch.manual_seed(0)
     bundle = build_bundle(  # the default architecture (ResNet8 policy and classifiers, width 16)
@@ -184,8 +184,8 @@ def main() -> int:
 
     import torch
 
-    from models.checkpoint import load_bundle
-    from models.raster import read_tile
+    from models.geo.raster import read_tile
+    from models.nn.checkpoint import load_bundle
     from service.settings import Settings
     from worker import jobs
     from worker.payloads import b64encode
@@ -206,7 +206,7 @@ def main() -> int:
         t = read_tile(tile, bundle.lr_size, band_names=bundle.bands)
         torch.sigmoid(bundle.policy(bundle.normalise(torch.as_tensor(t.array)[None])))
 
-    from models.grid import upsample
+    from models.nn.grid import upsample
 
     @torch.inference_mode()
     def model_floor() -> None:

@@ -90,7 +90,7 @@ def scene_region(path: Path) -> dict:
     import rasterio
     from shapely.geometry import box, mapping
 
-    from models.footprints import WGS84, transform_geometry
+    from models.geo.footprints import WGS84, transform_geometry
 
     with rasterio.open(path) as ds:
         footprint = box(*ds.bounds)
@@ -179,7 +179,7 @@ def case_embedded(args: argparse.Namespace) -> dict:
 
 
 def estimates_tiles(store):
-    from models.region import RegionSpec, feature_collection_chunks
+    from models.acquisition.region import RegionSpec, feature_collection_chunks
 
     spec = RegionSpec.from_dict(store.get("bench")["spec"])
     return feature_collection_chunks(spec, store.chunks("bench"))
@@ -188,8 +188,8 @@ def estimates_tiles(store):
 def case_policy(args: argparse.Namespace) -> dict:
     import torch
 
-    from models.checkpoint import load_bundle
-    from models.inference import policy_probabilities
+    from models.nn.checkpoint import load_bundle
+    from models.nn.inference import policy_probabilities
 
     if args.threads:
         torch.set_num_threads(args.threads)

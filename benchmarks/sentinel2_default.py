@@ -1,6 +1,6 @@
 """The served default model across every purchase budget, with standard errors.
 
-Scores the shipped bundle exactly as the service does (``models.fusion.bundle_probs``:
+Scores the shipped bundle exactly as the service does (``models.nn.fusion.bundle_probs``:
 its own fusion rule and fill) at the policy's top k patches for k = 0..16 and at the
 policy's own greedy choice, next to the pretrained HR and LR classifiers and a
 previous shipped bundle, on the test strip of the chip dataset (and, for the record
@@ -33,12 +33,12 @@ import matplotlib.pyplot as plt
 import torch
 from results_md import REPO, git_commit  # benchmarks/ is on sys.path when run as a script
 
-from models.checkpoint import ModelBundle, load_bundle
 from models.datasets.base import ImageSet
 from models.datasets.chips import load_chip_splits
-from models.fusion import bundle_probs
-from models.grid import upsample
-from models.policy import first_k, greedy_actions
+from models.nn.checkpoint import ModelBundle, load_bundle
+from models.nn.fusion import bundle_probs
+from models.nn.grid import upsample
+from models.nn.policy import first_k, greedy_actions
 from models.training.batches import Normaliser, iterate
 
 

@@ -6,14 +6,14 @@
 The test chips (32 px at 10 m = 320 m, real labels from the chip builder) sit at their
 scene positions: a grid of model tiles over the test strip (the region is the strip's
 footprint). Every method's order is turned into orderable polygons and priced by the
-service's own billing engine (``models.region``'s order path, ``models.pricing.bill``);
+service's own billing engine (``models.acquisition.region``'s order path, ``models.acquisition.pricing.bill``);
 a method's accuracy is measured with the bundle's classifier on the real labels: a tile
 whose HR was bought is classified with all its patches (patch methods: with the patches
 bought), every other tile from LR alone.
 
 Methods (budgets are fractions of the full-HR price; each method buys the most it can
 within the budget):
-- spend_aware: ``models.spend.plan_spend`` with the bundle's calibrated value model.
+- spend_aware: ``models.acquisition.spend.plan_spend`` with the bundle's calibrated value model.
 - patchdrop_per_tile: the policy's patches, tiles ranked by the policy's highest patch probability.
 - fixed_h: as many patches per tile as the policy, in the paper's fixed order, same tile order.
 - lr_uncertainty: whole tiles, lowest LR confidence first.
@@ -41,13 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_md import git_commit, replace_section  # noqa: E402
-from models.checkpoint import load_bundle  # noqa: E402
-from models.footprints import metric_crs  # noqa: E402
-from models.inference import classify  # noqa: E402
-from models.pricing import PRESETS  # noqa: E402
-from models.region import RegionSpec, _bits, _order  # noqa: E402
-from models.spend import plan_spend, tile_features  # noqa: E402
-from models.spend_calibrate import calibrate, chip_outcomes, load_split, value_model_of  # noqa: E402
+from models.acquisition.pricing import PRESETS  # noqa: E402
+from models.acquisition.region import RegionSpec, _bits, _order  # noqa: E402
+from models.acquisition.spend import plan_spend, tile_features  # noqa: E402
+from models.geo.footprints import metric_crs  # noqa: E402
+from models.nn.checkpoint import load_bundle  # noqa: E402
+from models.nn.inference import classify  # noqa: E402
+from models.training.spend_calibrate import calibrate, chip_outcomes, load_split, value_model_of  # noqa: E402
 
 BUDGETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 FIXED_H_ORDER = (5, 6, 9, 10, 13, 14, 1, 2, 0, 3, 4, 7, 8, 11, 12, 15)

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from models.checkpoint import load_bundle
+from models.nn.checkpoint import load_bundle
 
 
 def train(args: argparse.Namespace, out: Path, command: str, sets: list[str], log) -> subprocess.Popen:

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import ModelBundle, build_bundle, git_commit, load_bundle, save_bundle
 from models.datasets.base import Splits
+from models.nn.checkpoint import ModelBundle, build_bundle, git_commit, load_bundle, save_bundle
 from models.training import evaluate as ev
 from models.training import stages
 from models.training.config import TrainConfig
@@ -130,7 +130,7 @@ def cmd_classifiers(run: Run) -> None:
     )  # fmt: skip
     bundle.metadata["training_data"] = json.loads(json.dumps(bundle.metadata["training_data"], default=str))
     if run.benchmark == "chips":
-        from models.raster import pixel_size
+        from models.geo.raster import pixel_size
 
         first = next(iter(sorted(Path(train.info["root"]).glob("*/*.tif"))))
         hr_res = pixel_size(first)[0]

@@ -79,7 +79,7 @@ def _estimate(args: argparse.Namespace) -> int:
     """A region cost estimate run as the embedded API runs one, in a job store of its own, with a progress bar."""
     from tqdm import tqdm
 
-    from models.region import RegionSpec, feature_collection_chunks, parse_region
+    from models.acquisition.region import RegionSpec, feature_collection_chunks, parse_region
     from worker.estimates import EstimatePayload, new_estimate_job, progress, run_all
     from worker.jobstore import JobState, SQLiteJobStore
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from models.acquisition.region import RegionSpec, feature_collection_chunks, parse_region
 from models.errors import RegionTooLargeError
-from models.footprints import geodesic_area_km2
-from models.region import RegionSpec, feature_collection_chunks, parse_region
+from models.geo.footprints import geodesic_area_km2
 from service.errors import (
     BrokerUnavailableError,
     EstimateNotReadyError,

@@ -11,8 +11,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from models.acquisition.preview import render_preview
 from models.errors import GridError
-from models.preview import render_preview
 from service.errors import BrokerUnavailableError, JobFailedError, MissingUploadError, PlanNotFoundError
 from service.executor import Executor, JobPending
 from service.security import owned

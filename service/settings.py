@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from models.pricing import PricingProfile, PricingSchema
+from models.acquisition.pricing import PricingProfile, PricingSchema
 from worker.payloads import PricingPayload
 from worker.settings import WorkerSettings
 

@@ -1,4 +1,4 @@
-"""Bands matched by meaning (models.bands) and what reading a tile makes of them."""
+"""Bands matched by meaning (models.geo.bands) and what reading a tile makes of them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from models.bands import LANDSAT_OLI, LANDSAT_TM, SENTINEL2, match_by_meaning, sensor_warning
 from models.errors import BandMismatchError, InvalidRasterError, WrongBandCountError
-from models.raster import read_tile
+from models.geo.bands import LANDSAT_OLI, LANDSAT_TM, SENTINEL2, match_by_meaning, sensor_warning
+from models.geo.raster import read_tile
 
 BANDS = ["B02", "B03", "B04", "B08"]  # the shipped model's: blue, green, red, nir
 

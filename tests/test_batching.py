@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.checkpoint import load_bundle
-from models.inference import decide_patches
-from models.raster import read_tile
+from models.geo.raster import read_tile
+from models.nn.checkpoint import load_bundle
+from models.nn.inference import decide_patches
 from worker.batching import DynamicBatcher
 from worker.registry import ModelRegistry
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import build_bundle, load_bundle, save_bundle
 from models.errors import CheckpointError, WrongBandCountError
-from models.inference import classify, decide_patches
+from models.nn.checkpoint import build_bundle, load_bundle, save_bundle
+from models.nn.inference import classify, decide_patches
 
 
 def small_bundle():

@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 from models.datasets import sentinel2_chips as s2
 from models.datasets.chips import load_chip_splits, load_chips, scan_chip_folder
 from models.errors import DatasetNotFoundError, InvalidDatasetError, InvalidRasterError
-from models.raster import write_geotiff
+from models.geo.raster import write_geotiff
 
 ORIGIN = (435730.0, 4179460.0)
 ASSET = Path(__file__).resolve().parents[1] / "models" / "assets" / "sample_lr_tile.tif"

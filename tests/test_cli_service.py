@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import build_bundle, save_bundle
+from models.nn.checkpoint import build_bundle, save_bundle
 from patchdrop.cli import build_parser, main, serve_command, worker_command
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from models.assets import DEFAULT_CHECKPOINT
-from models.checkpoint import load_bundle
-from models.inference import classify, decide_patches
-from models.raster import read_tile
+from models.geo.raster import read_tile
+from models.nn.checkpoint import load_bundle
+from models.nn.inference import classify, decide_patches
 from patchdrop.cli import main
 
 SAMPLE_TILE = DEFAULT_CHECKPOINT.parent / "sample_lr_tile.tif"

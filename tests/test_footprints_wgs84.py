@@ -8,7 +8,7 @@ import shapely
 from pyproj import Geod
 from shapely.geometry import box, shape
 
-from models.footprints import box_rings, geodesic_area_km2, rings_wgs84_geojson, wgs84_bbox, wgs84_geometry
+from models.geo.footprints import box_rings, geodesic_area_km2, rings_wgs84_geojson, wgs84_bbox, wgs84_geometry
 
 GEOD = Geod(ellps="WGS84")
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from models.errors import GridError
-from models.grid import PatchGrid, downsample, mask_images, upsample
+from models.geo.patch_grid import PatchGrid
+from models.nn.grid import downsample, mask_images, upsample
 
 
 def test_patch_ids_are_row_major():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.networks import ResNetConfig, build_resnet
+from models.nn.networks import ResNetConfig, build_resnet
 
 
 @pytest.mark.parametrize("bands,size,stride", [(1, 8, 1), (4, 32, 1), (13, 64, 2)])

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
+from models.acquisition.planning import Budget, TileFootprint, check_coverage, patch_coverage, plan_purchase
+from models.acquisition.pricing import PricingProfile
 from models.errors import BudgetError, CoverageError
-from models.footprints import crs_code, metric_crs
-from models.grid import PatchGrid
-from models.planning import Budget, TileFootprint, check_coverage, patch_coverage, plan_purchase
-from models.pricing import PricingProfile
+from models.geo.footprints import crs_code, metric_crs
+from models.geo.patch_grid import PatchGrid
 
 X0, Y1, PATCH = 435730.0, 4179460.0, 640.0  # 64 px at 40 m, 4x4 grid
 
@@ -106,7 +106,7 @@ def test_profile_is_plain_config():
 
 
 def test_scale_warning():
-    from models.planning import scale_warning
+    from models.acquisition.planning import scale_warning
 
     assert scale_warning(2560, 16, 160) is None
     assert scale_warning(2560, 16, None) is None

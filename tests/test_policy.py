@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from models.errors import BudgetError, GridError
-from models.grid import PatchGrid
-from models.policy import (
+from models.geo.patch_grid import PatchGrid
+from models.nn.policy import (
     FIXED_H_ORDER,
     FIXED_V_ORDER,
     action_log_prob,

@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 from shapely.geometry import box
 
+from models.acquisition.pricing import ARCHIVE_PRICE_LIST, PricingProfile, orderable_polygons, quote, widen
 from models.errors import PricingError
-from models.pricing import ARCHIVE_PRICE_LIST, PricingProfile, orderable_polygons, quote, widen
 
 FLAT = PricingProfile(price_per_km2=10.0, min_area_km2=0.0, min_width_m=0.0, min_order_charge=0.0)
 

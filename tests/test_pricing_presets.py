@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from models.acquisition.pricing import PRESETS, TASKING_PRICE_LIST, PricingSchema, preset
 from models.errors import PricingError
-from models.pricing import PRESETS, TASKING_PRICE_LIST, PricingSchema, preset
 
 
 def test_the_default_is_the_archive_list_and_a_preset_fills_every_field():

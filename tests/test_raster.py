@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from models.errors import EmptyRasterError, InvalidRasterError, WrongBandCountError
-from models.grid import PatchGrid
-from models.raster import read_tile
+from models.geo.patch_grid import PatchGrid
+from models.geo.raster import read_tile
 
 
 def test_read_tile_resamples_by_area_average_and_keeps_georeferencing(geotiff):

@@ -7,7 +7,7 @@ from rasterio.transform import from_bounds, from_origin
 from rasterio.warp import transform_bounds
 
 from models.errors import BandMismatchError, InvalidRasterError, TileTooLargeError, WrongBandCountError
-from models.raster import match_bands, read_tile, reproject_to_grid
+from models.geo.raster import match_bands, read_tile, reproject_to_grid
 
 BANDS = ["B02", "B03", "B04", "B08"]
 X0, Y1 = 446610.0, 4179300.0  # UTM 18N

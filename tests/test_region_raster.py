@@ -11,7 +11,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from models.errors import InvalidRasterError
-from models.raster import SceneReader, mask_polygons
+from models.geo.raster import SceneReader, mask_polygons
 
 BANDS = ["B02", "B03", "B04", "B08"]
 
@@ -65,8 +65,8 @@ def test_mask_polygons_merges_4_connected_cells_and_keeps_holes():
 def test_the_batch_policy_path_matches_the_eager_policy():
     import torch
 
-    from models.checkpoint import load_bundle
-    from models.inference import policy_probabilities
+    from models.nn.checkpoint import load_bundle
+    from models.nn.inference import policy_probabilities
 
     bundle = load_bundle(Path(__file__).resolve().parents[1] / "models" / "assets" / "default.pt").eval()
     lr = np.random.default_rng(0).integers(200, 3000, (300, 4, 8, 8)).astype(np.float32)

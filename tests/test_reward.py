@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.reward import confidence_fusion_probs, reward, self_critical_advantage, two_stream_probs
+from models.nn.reward import confidence_fusion_probs, reward, self_critical_advantage, two_stream_probs
 
 
 def test_reward_values():

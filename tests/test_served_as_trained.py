@@ -1,7 +1,7 @@
 """A bundle is served with exactly the rule and settings it was trained and evaluated with.
 
 Tiny bundles are trained per fusion rule (and fill mode) through the real stages on
-random 4-band images; the served probabilities (``models.inference.classify``, which
+random 4-band images; the served probabilities (``models.nn.inference.classify``, which
 the worker calls) must equal the training-time evaluation's on the same inputs.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import inference
-from models.checkpoint import build_bundle, load_bundle, save_bundle
 from models.datasets.base import ImageSet, Splits
 from models.errors import CheckpointError
-from models.fusion import FUSIONS, bundle_probs, fusion_of
-from models.grid import downsample
-from models.policy import first_k, greedy_actions
+from models.nn import inference
+from models.nn.checkpoint import build_bundle, load_bundle, save_bundle
+from models.nn.fusion import FUSIONS, bundle_probs, fusion_of
+from models.nn.grid import downsample
+from models.nn.policy import first_k, greedy_actions
 from models.training import evaluate as ev
 from models.training import stages
 from models.training.batches import Normaliser, iterate

@@ -9,10 +9,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import mapping
 
+from models.acquisition.pricing import PRESETS, PricingProfile
+from models.acquisition.region import RegionSpec, tiles_order
+from models.acquisition.spend import (
+    ValueModel,
+    closing,
+    fill_holes,
+    fit_bins,
+    fit_value_model,
+    plan_spend,
+    tile_features,
+)
 from models.errors import BudgetError
-from models.pricing import PRESETS, PricingProfile
-from models.region import RegionSpec, tiles_order
-from models.spend import ValueModel, closing, fill_holes, fit_bins, fit_value_model, label4, plan_spend, tile_features
+from models.geo.raster import label4
 
 TILE = 32  # px of 10 m: 320 m tiles, as the default model's
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import load_bundle
 from models.datasets.fashion_mnist import load_scattered_fashion_mnist
+from models.nn.checkpoint import load_bundle
 from models.train import main
 
 

@@ -26,9 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.bands import sensor_warning
+from models.acquisition.region import RegionSpec, iter_chunks, make_spec, parse_region, summarize
 from models.errors import RegionTooLargeError
-from models.region import RegionSpec, iter_chunks, make_spec, parse_region, summarize
+from models.geo.bands import sensor_warning
 from worker.jobstore import ACTIVE, Job, JobState, JobStore, error_body, new_job, now
 from worker.payloads import PricingPayload
 
@@ -49,7 +49,7 @@ class EstimatePayload(BaseModel):
     max_tiles: int | None = Field(default=None, ge=1)
     max_patches: int | None = Field(default=None, ge=0)
     cloud_threshold: float | None = None
-    bands: list[str] | None = None  # what each band of the raster is, in file order (models.bands)
+    bands: list[str] | None = None  # what each band of the raster is, in file order (models.geo.bands)
     max_price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     target_accuracy: float | None = Field(default=None, ge=0, le=1)
     pricing: PricingPayload
@@ -100,7 +100,7 @@ def start(job_id: str, store: JobStore, registry: Any) -> list[int]:
 
 def build_spec(req: EstimatePayload, registry: Any) -> tuple[RegionSpec, list[str]]:
     """The job's tile grid, and warnings about the raster (bands from another sensor than the model's)."""
-    from models.raster import SceneReader
+    from models.geo.raster import SceneReader
 
     _, bundle = registry.get(req.model)
     region, region_crs = parse_region(req.region, req.region_crs)
@@ -150,9 +150,9 @@ def run_chunks(
 
     Stops between chunks when the job is cancelled. Returns the summary once the job is done.
     """
-    from models.inference import policy_probabilities  # torch: only where tiles are planned
-    from models.policy import fixed_order
-    from models.raster import SceneReader
+    from models.geo.raster import SceneReader
+    from models.nn.inference import policy_probabilities  # torch: only where tiles are planned
+    from models.nn.policy import fixed_order
 
     job = _job(store, job_id)
     if job["state"] not in ACTIVE or job["spec"] is None:

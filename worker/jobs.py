@@ -13,16 +13,15 @@ from typing import Any
 
 import numpy as np
 import shapely
-from rasterio.transform import Affine
 
-from models.bands import sensor_warning
+from models.acquisition.planning import Budget, TileFootprint, check_coverage, plan_purchase, scale_warning
+from models.acquisition.preview import to_rgb
+from models.acquisition.scene_plan import is_scene, plan_scene, spend_single
 from models.errors import BudgetError, CoverageError
-from models.footprints import crs_code
-from models.inference import classify as classify_purchase
-from models.planning import Budget, TileFootprint, check_coverage, plan_purchase, scale_warning
-from models.preview import to_rgb
-from models.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid
-from models.scene_plan import is_scene, plan_scene, spend_single
+from models.geo.bands import sensor_warning
+from models.geo.footprints import crs_code
+from models.geo.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid, resampled_transform
+from models.nn.inference import classify as classify_purchase
 from worker.errors import TileTooSmallError
 from worker.payloads import ClassifyPayload, PlanPayload, b64decode, decode_array, encode_array
 from worker.registry import ModelRegistry
@@ -221,13 +220,13 @@ def _assemble_hr(req: ClassifyPayload, bundle, purchased: list[int]) -> tuple[np
             f"the plan bought patches {', '.join(map(str, purchased))}; upload HR imagery covering them"
         )
     h, w = bundle.hr_size
-    transform = Affine(*req.transform) @ Affine.scale(req.width / w, req.height / h)
+    transform = resampled_transform(req.transform, (req.height, req.width), (h, w))
     composite = np.full((len(bundle.bands), h, w), np.nan, np.float32)
     for f in req.files:
         image = reproject_to_grid(
             b64decode(f.data),
             req.crs,
-            list(transform)[:6],
+            transform,
             (h, w),
             bundle.bands,
             name=f.filename,

@@ -11,7 +11,7 @@ import base64
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.pricing import PricingSchema
+from models.acquisition.pricing import PricingSchema
 
 
 def b64encode(data: bytes) -> str:
@@ -49,7 +49,7 @@ class PlanPayload(_Payload):
     pricing: PricingPayload
     max_tile_pixels: int | None = None
     thumbnail_px: int = 256
-    bands: list[str] | None = None  # what each band of the file is, in file order (models.bands)
+    bands: list[str] | None = None  # what each band of the file is, in file order (models.geo.bands)
 
 
 class FilePayload(_Payload):

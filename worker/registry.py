@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import ModelBundle, load_bundle
 from models.errors import CheckpointError
-from models.inference import PatchDecision, decide_patches
+from models.nn.checkpoint import ModelBundle, load_bundle
+from models.nn.inference import PatchDecision, decide_patches
 from worker.batching import DynamicBatcher
 from worker.errors import DeviceUnavailableError, UnknownModelError
 

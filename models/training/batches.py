@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from models.datasets.base import ImageSet
-from models.grid import downsample
+from models.nn.grid import downsample
 
 
 @dataclass

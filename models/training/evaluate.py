@@ -17,11 +17,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from models.checkpoint import ModelBundle
 from models.datasets.base import ImageSet
-from models.fusion import bundle_probs, fuse, fusion_of, masked_input
-from models.grid import mask_images, upsample
-from models.policy import baseline_scores, first_k, fractional_k, greedy_actions
+from models.nn.checkpoint import ModelBundle
+from models.nn.fusion import bundle_probs, fuse, fusion_of, masked_input
+from models.nn.grid import mask_images, upsample
+from models.nn.policy import baseline_scores, first_k, fractional_k, greedy_actions
 from models.training.batches import Normaliser, iterate
 
 
@@ -126,7 +126,7 @@ def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int =
             probs = torch.sigmoid(b.policy(batch.lr))
             actions = greedy_actions(probs)
             hr_logits = hr_pred(b, actions)
-            # Each stage scored as it is served: its own fusion rule and fill (models.fusion).
+            # Each stage scored as it is served: its own fusion rule and fill (models.nn.fusion).
             rule = fusion_of(b)
             tally(own, name, bundle_probs(b, batch.hr, batch.lr, actions, hr_logits=hr_logits).argmax(-1) == y,
                   actions, cover(actions))  # fmt: skip

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.checkpoint import ModelBundle
 from models.datasets.base import ImageSet, Splits
-from models.fusion import bundle_probs, fuse, masked_input
-from models.grid import upsample
-from models.policy import (
+from models.nn.checkpoint import ModelBundle
+from models.nn.fusion import bundle_probs, fuse, masked_input
+from models.nn.grid import upsample
+from models.nn.policy import (
     action_log_prob,
     alpha_at,
     baseline_scores,
@@ -24,7 +24,7 @@ from models.policy import (
     fractional_k,
     greedy_actions,
 )
-from models.reward import reward
+from models.nn.reward import reward
 from models.training.batches import Batch, Normaliser, iterate, num_batches
 from models.training.config import TrainConfig
 from models.training.loop import fit

@@ -29,7 +29,7 @@ from service_helpers import (
     stop_process,
 )
 
-from models.checkpoint import save_bundle
+from models.nn.checkpoint import save_bundle
 from service.app import create_app
 from service.settings import Settings
 
@@ -44,7 +44,7 @@ def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundle_meta(bundle_path: Path) -> dict:
-    from models.checkpoint import load_bundle
+    from models.nn.checkpoint import load_bundle
 
     return load_bundle(bundle_path).metadata
 

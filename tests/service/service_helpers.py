@@ -14,7 +14,7 @@ import torch
 from rasterio.io import MemoryFile
 from rasterio.transform import from_bounds, from_origin
 
-from models.checkpoint import ModelBundle, build_bundle
+from models.nn.checkpoint import ModelBundle, build_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_ENV = "PATCHDROP_TEST_REDIS_URL"

@@ -10,9 +10,9 @@ from region_helpers import FREE_PRICING, PATCH_KM2, geojson_text, save_scene, ti
 from service_helpers import BUY
 from shapely.geometry import Polygon
 
+from models.acquisition.region import STATUSES, fixed_h_patches, select_patches
 from models.errors import RegionError
-from models.footprints import WGS84, transform_geometry
-from models.region import STATUSES, fixed_h_patches, select_patches
+from models.geo.footprints import WGS84, transform_geometry
 from worker import estimates
 from worker.jobstore import SQLiteJobStore, cancel
 from worker.payloads import PricingPayload

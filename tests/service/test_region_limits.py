@@ -9,7 +9,7 @@ import pytest
 import shapely
 from region_helpers import FREE_PRICING, geojson_text, tiles_box, wait_done
 
-from models.footprints import geodesic_area_km2
+from models.geo.footprints import geodesic_area_km2
 
 REGION = geojson_text(tiles_box(0, 0, 10, 10))  # 100 tiles
 

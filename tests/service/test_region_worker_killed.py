@@ -46,13 +46,13 @@ DEADLINE_S = 90
 # writes the marker and then waits for ever, so the worker is busy inside a chunk when killed.
 HOLD_CHUNK_HOOK = """
 import os, pathlib, threading
-import models.inference
+import models.nn.inference
 
 def _held(bundle, lr, *args, **kwargs):
     pathlib.Path(os.environ["PATCHDROP_TEST_CHUNK_MARKER"]).write_text(str(os.getpid()))
     threading.Event().wait()
 
-models.inference.policy_probabilities = _held
+models.nn.inference.policy_probabilities = _held
 """
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from models.acquisition.pricing import PRESETS
 from models.datasets import sentinel2_chips as s2
-from models.pricing import PRESETS
 
 ASSETS = Path(__file__).resolve().parents[2] / "models" / "assets"
 

@@ -18,7 +18,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from models.checkpoint import save_bundle
+from models.nn.checkpoint import save_bundle
 from service.app import create_app
 from service.security import hash_key, new_key
 from service.settings import Settings

@@ -33,6 +33,63 @@ assert not loaded, loaded[:5]
     assert result.returncode == 0, result.stderr
 
 
+TORCH_FREE = ("models.geo", "models.acquisition", "models.errors", "models.assets")
+
+
+def test_the_torch_free_packages_import_without_torch():
+    code = f"""
+import importlib, pkgutil, sys
+for name in {TORCH_FREE!r}:
+    module = importlib.import_module(name)
+    for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+        importlib.import_module(name + "." + info.name)
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+assert not loaded, loaded[:5]
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def _models_imports(package: str) -> dict[str, set[str]]:
+    """Per file of ``package``, the ``models`` packages it imports, at any level (``models.geo``, ``models.nn``...)."""
+    out = {}
+    for path in (REPO / package).rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules = [node.module] if node.module != "models" else [f"models.{a.name}" for a in node.names]
+            names |= {".".join(m.split(".")[:2]) for m in modules if m.startswith("models.")}
+        out[str(path.relative_to(REPO))] = names
+    return out
+
+
+@pytest.mark.parametrize(
+    "package, allowed",
+    [
+        # The API process plans nothing itself: geometry, prices and errors only.
+        ("service", set(TORCH_FREE)),
+        # Workers run the networks, never the training code.
+        ("worker", {*TORCH_FREE, "models.nn"}),
+        ("models/geo", {"models.geo", "models.errors"}),
+        ("models/acquisition", {"models.geo", "models.acquisition", "models.errors"}),
+    ],
+)
+def test_each_layer_imports_only_the_models_packages_it_may(package, allowed):
+    offenders = {path: names - allowed for path, names in _models_imports(package).items() if names - allowed}
+    assert not offenders
+
+
+def test_only_the_geo_package_imports_rasterio():
+    users = {
+        path
+        for package in ("models", "service", "worker", "patchdrop")
+        for path, names in _imports(package).items()
+        if "rasterio" in names
+    }
+    assert users and all(path.startswith("models/geo/") for path in users), sorted(users)
+
+
 def _imports(package: str) -> dict[str, set[str]]:
     out = {}
     for path in (REPO / package).rglob("*.py"):
@@ -64,7 +121,7 @@ def test_service_modules_import_torch_only_lazily():
         top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         names = {a.name for n in top_level if isinstance(n, ast.Import) for a in n.names}
         modules = {n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.module}
-        heavy = {"torch", "worker.jobs", "worker.registry", "models.inference", "models.checkpoint"}
+        heavy = {"torch", "worker.jobs", "worker.registry", "models.nn.inference", "models.nn.checkpoint"}
         assert not (names | modules) & heavy, path
 
 

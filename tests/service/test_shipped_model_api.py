@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from rasterio.windows import Window
 from service_helpers import geotiff_bytes
 
-from models.checkpoint import load_bundle
 from models.datasets.sentinel2_chips import band_paths
+from models.nn.checkpoint import load_bundle
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "assets" / "default.pt"
 SAMPLE = SHIPPED.parent / "sample_lr_tile.tif"

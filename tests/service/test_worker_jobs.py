@@ -100,7 +100,7 @@ def test_a_job_not_done_in_time_answers_202_and_is_finished_by_polling(make_clie
 
 
 def test_a_tile_at_another_scale_than_the_training_tiles_is_flagged(registry, bundle_path, tmp_path):
-    from models.checkpoint import load_bundle, save_bundle
+    from models.nn.checkpoint import load_bundle, save_bundle
 
     bundle = load_bundle(bundle_path)
     bundle.metadata["lr_pixel_size"] = 40.0  # trained on 16 px x 40 m = 640 m tiles

@@ -25,14 +25,14 @@ from rasterio.transform import Affine
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from models.bands import BandMatch, match_by_meaning
 from models.errors import (
     EmptyRasterError,
     InvalidRasterError,
     TileTooLargeError,
     WrongBandCountError,
 )
-from models.grid import PatchGrid
+from models.geo.bands import BandMatch, match_by_meaning
+from models.geo.patch_grid import PatchGrid
 
 # rasterio.features wraps arrays in in-memory datasets without georeferencing and warns so,
 # though the transform it is given is applied to the coordinates. A module filter, not
@@ -107,7 +107,7 @@ def read_tile(
     bands, their names, and reads them in the model's order. ``drivers`` restricts the
     accepted formats (``("GTiff",)``), ``max_pixels`` the native size, and
     ``thumbnail_size`` adds a small native-resolution overview for previews.
-    ``requested_bands`` names the file's bands (``models.bands``), one per band in file order.
+    ``requested_bands`` names the file's bands (``models.geo.bands``), one per band in file order.
     """
     expected = len(band_names) if band_names is not None else band_count
     try:
@@ -196,7 +196,7 @@ def match_bands(
     tags: Sequence[Mapping[str, str]] | None = None,
     requested: Sequence[str] | None = None,
 ) -> list[int]:
-    """1-based indexes that read ``expected`` bands in order (matched by meaning: ``models.bands``)."""
+    """1-based indexes that read ``expected`` bands in order (matched by meaning: ``models.geo.bands``)."""
     return match_by_meaning(descriptions, expected, tags=tags, requested=requested, name=name).indexes
 
 
@@ -397,6 +397,12 @@ class GridImage:
     valid: np.ndarray  # (height, width) bool, True where every band has data
 
 
+def resampled_transform(transform: Sequence[float], native: tuple[int, int], size: tuple[int, int]) -> list[float]:
+    """The geotransform of a tile of ``native`` (height, width) pixels resampled to ``size`` (height, width)."""
+    scaled = Affine(*transform[:6]) @ Affine.scale(native[1] / size[1], native[0] / size[0])
+    return list(scaled)[:6]
+
+
 def reproject_to_grid(
     source: str | Path | bytes | IO[bytes],
     crs: str,
@@ -570,6 +576,23 @@ class SceneReader:
 
         ds = self._ds
         return ds.nodata is None and all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)  # type: ignore[union-attr]
+
+
+def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """4-connected component labels (0 = background, 1..n) of a 2-D bool mask.
+
+    Polygonised and burnt back by GDAL (rasterio): linear in the cells, where label
+    propagation in numpy takes as many passes as the longest component is long.
+    """
+    from rasterio import features
+
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    out = np.zeros(mask.shape, np.int32)
+    if not m.any():
+        return out.astype(np.int64), 0
+    shapes = [(geom, k + 1) for k, (geom, _) in enumerate(features.shapes(m, mask=m.astype(bool), connectivity=4))]
+    features.rasterize(shapes, out=out, all_touched=False)
+    return out.astype(np.int64), len(shapes)
 
 
 def mask_polygons(mask: np.ndarray, transform: Sequence[float]) -> np.ndarray:

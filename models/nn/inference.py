@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.checkpoint import ModelBundle
 from models.errors import BudgetError, InvalidRasterError, WrongBandCountError
-from models.fusion import bundle_probs
-from models.grid import upsample
-from models.policy import budgeted_greedy_actions
+from models.nn.checkpoint import ModelBundle
+from models.nn.fusion import bundle_probs
+from models.nn.grid import upsample
+from models.nn.policy import budgeted_greedy_actions
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def classify(
 ) -> list[Classification]:
     """Class probabilities from LR tiles and HR imagery of the bought patches only.
 
-    Scored by ``models.fusion.bundle_probs``: the fusion rule and fill mode the bundle
+    Scored by ``models.nn.fusion.bundle_probs``: the fusion rule and fill mode the bundle
     was trained and evaluated with, read from its metadata.
     """
     device = _device(bundle)

@@ -1,10 +1,10 @@
 """Calibrate a bundle's value model on the validation chips and store it in the bundle's metadata.
 
-    python -m models.spend_calibrate --bundle models/assets/default.pt --chips data/s2_chips
+    python -m models.training.spend_calibrate --bundle models/assets/default.pt --chips data/s2_chips
 
 Per validation chip: the LR-only prediction, the prediction with all HR patches, the
 policy's patch probabilities and the LR classifier's class probabilities. Two value
-models are fitted (``models.spend.fit_value_model``, the feature chosen by 2-fold
+models are fitted (``models.acquisition.spend.fit_value_model``, the feature chosen by 2-fold
 cross-fitting on the validation chips): ``value_model`` over every feature, and
 ``value_model_policy`` over the policy's features only, which region estimates use
 (they run the policy alone, not the LR classifier, to stay within their time budget).
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import ModelBundle, load_bundle, save_bundle
+from models.acquisition.spend import FEATURES, LR_FEATURES, ValueModel, fit_value_model, tile_features
 from models.datasets.base import ImageSet
 from models.datasets.chips import SPLITS_FILE, load_chips, read_splits_file, scan_chip_folder
-from models.grid import downsample
-from models.spend import FEATURES, LR_FEATURES, ValueModel, fit_value_model, tile_features
+from models.nn.checkpoint import ModelBundle, load_bundle, save_bundle
+from models.nn.grid import downsample
 
 
 def load_split(root: str | Path, split: str, lr_factor: int = 4) -> tuple[ImageSet, list[str]]:
@@ -38,7 +38,7 @@ def load_split(root: str | Path, split: str, lr_factor: int = 4) -> tuple[ImageS
 @torch.inference_mode()
 def chip_outcomes(bundle: ModelBundle, images: ImageSet, batch: int = 512) -> dict[str, np.ndarray]:
     """Per chip: LR input, policy probabilities, LR class probabilities, LR and full-HR correctness."""
-    from models.inference import _lr_logits, classify, policy_probabilities
+    from models.nn.inference import _lr_logits, classify, policy_probabilities
 
     factor = bundle.hr_size[0] // bundle.lr_size[0]
     lr = downsample(images.hr.float(), factor).numpy()

@@ -17,8 +17,9 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon, box
 
+from models.acquisition.pricing import PricingProfile, Quote, quote
 from models.errors import BudgetError, CoverageError
-from models.footprints import (
+from models.geo.footprints import (
     Bounds,
     area_km2,
     box_rings,
@@ -31,8 +32,7 @@ from models.footprints import (
     wgs84_bbox,
     wgs84_geojson,
 )
-from models.grid import PatchGrid
-from models.pricing import PricingProfile, Quote, quote
+from models.geo.patch_grid import PatchGrid
 
 RECOMMENDATIONS = ("patches", "whole_tile", "none")
 

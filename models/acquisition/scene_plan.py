@@ -1,8 +1,8 @@
 """Plans for uploads larger than one model tile: cut into the model's tile grid, planned jointly.
 
-The same pipeline as region estimates (``models.region``: the tile grid, chunked reads,
+The same pipeline as region estimates (``models.acquisition.region``: the tile grid, chunked reads,
 the order path and its billing), with the LR classifier run as well, since an upload is
-small: the spend-aware order (``models.spend.plan_spend``) over all of the upload's tiles,
+small: the spend-aware order (``models.acquisition.spend.plan_spend``) over all of the upload's tiles,
 with the bundle's value model on the LR features. Also the spend block of single-tile plans.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from shapely.geometry import box
 
+from models.acquisition.pricing import PricingProfile, bill
+from models.acquisition.region import PLANNED, RegionSpec, load_chunk, make_spec, tile_px_for, tiles_order
+from models.acquisition.spend import SpendPlan, ValueModel, plan_spend, tile_features
 from models.errors import PatchDropError
-from models.footprints import WGS84, bounds_in, crs_code, geojson, metric_crs, transform_geometry
-from models.pricing import PricingProfile, bill
-from models.raster import RasterTile
-from models.region import PLANNED, RegionSpec, load_chunk, make_spec, tile_px_for, tiles_order
-from models.spend import SpendPlan, ValueModel, plan_spend, tile_features
+from models.geo.footprints import WGS84, bounds_in, crs_code, geojson, metric_crs, transform_geometry
+from models.geo.raster import RasterTile
 
 
 class UncalibratedModelError(PatchDropError):
@@ -104,14 +104,14 @@ def plan_scene(
     """The plan's tile, purchase, LR prediction and spend blocks for a multi-tile upload.
 
     ``req`` has ``filename``, ``max_price``, ``target_accuracy`` and ``pricing.profile()``;
-    ``decide`` is ``models.inference.decide_patches`` for a batch of LR tiles (the worker batches it).
+    ``decide`` is ``models.nn.inference.decide_patches`` for a batch of LR tiles (the worker batches it).
     """
-    from models.raster import SceneReader
+    from models.geo.raster import SceneReader
 
     vm = value_model(bundle)
     if vm is None:
         raise UncalibratedModelError(
-            f"model {model_id} has no value model: run `python -m models.spend_calibrate --bundle <checkpoint>`"
+            f"model {model_id} has no value model: run `python -m models.training.spend_calibrate --bundle <checkpoint>`"
         )
     pricing = req.pricing.profile()
     crs = tile.crs.to_string()

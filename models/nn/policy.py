@@ -7,7 +7,7 @@ import math
 import torch
 
 from models.errors import BudgetError, GridError
-from models.grid import PatchGrid
+from models.geo.patch_grid import PatchGrid
 
 # Section 5.2 of the paper. Its Fixed-H list names 15 ids and omits 12: appended last.
 FIXED_H_ORDER: tuple[int, ...] = (5, 6, 9, 10, 13, 14, 1, 2, 0, 3, 4, 7, 8, 11, 15, 12)

@@ -1,12 +1,12 @@
 """Spend-aware purchase plans: the most expected accuracy per unit of money under vendor rules.
 
-Two parts, both pure (numpy only, no torch, files or settings):
+Two parts, both pure (numpy, and GDAL to label grid components; no torch, files or settings):
 
 * ``ValueModel``: per tile, the probability that the LR-only prediction is right and
   that the prediction with the tile's HR imagery is right, as a function of one
   feature of the tile (the LR classifier's margin, the policy's mean patch
   probability, ...). Fitted by binning on the validation split (``fit_value_model``),
-  so its averages are calibrated there; ``models.spend_calibrate`` stores it in a
+  so its averages are calibrated there; ``models.training.spend_calibrate`` stores it in a
   model bundle's metadata.
 * ``plan_spend``: which tiles of a tile grid to buy, jointly, as orderable polygons.
   A vendor bills each order polygon for at least ``min_area_km2`` and at least
@@ -15,7 +15,7 @@ Two parts, both pure (numpy only, no torch, files or settings):
   changes the answer, in contiguous groups. Candidates are grown from thresholds on
   the expected gain, closed morphologically (so nearby tiles join one polygon), and
   their connected groups ranked by gain per estimated price; every candidate kept is
-  priced by the one billing engine (``price_mask``, i.e. ``models.pricing.bill``) and
+  priced by the one billing engine (``price_mask``, i.e. ``models.acquisition.pricing.bill``) and
   the plan is the candidate with the most expected accuracy whose exact price fits
   ``max_price`` (or the cheapest one reaching ``target_accuracy``). The candidate set
   does not depend on the budget, so a larger budget never gives a lower expected
@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from models.acquisition.pricing import PricingProfile
 from models.errors import BudgetError, PatchDropError
-from models.pricing import PricingProfile
+from models.geo.raster import label4
 
 FEATURES = ("lr_margin", "lr_max", "lr_entropy", "policy_mean", "policy_max", "policy_count")
 LR_FEATURES = ("lr_margin", "lr_max", "lr_entropy")  # need the LR classifier's probabilities
@@ -213,23 +214,6 @@ def closing(mask: np.ndarray, r: int) -> np.ndarray:
     for dr, dc in offsets:
         ero &= _shift(dil, dr, dc, True)
     return ero | mask
-
-
-def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected component labels (0 = background, 1..n) of a 2-D bool mask.
-
-    Polygonised and burnt back by GDAL (rasterio): linear in the cells, where label
-    propagation in numpy takes as many passes as the longest component is long.
-    """
-    from rasterio import features
-
-    m = np.ascontiguousarray(mask, dtype=np.uint8)
-    out = np.zeros(mask.shape, np.int32)
-    if not m.any():
-        return out.astype(np.int64), 0
-    shapes = [(geom, k + 1) for k, (geom, _) in enumerate(features.shapes(m, mask=m.astype(bool), connectivity=4))]
-    features.rasterize(shapes, out=out, all_touched=False)
-    return out.astype(np.int64), len(shapes)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

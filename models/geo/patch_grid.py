@@ -1,20 +1,20 @@
-"""The patch grid: patch ids, pixel windows and vectorised masking.
+"""The patch grid: patch ids and pixel windows (no torch needed to import it).
 
 Patch ids are row-major: id = row * cols + col, with row 0 at the top of the
-image (the first raster row), as in Fig. 3 of the paper.
+image (the first raster row), as in Fig. 3 of the paper. ``expand`` and
+``patch_coverage`` take tensors but need only their methods, so planning and
+raster IO use the grid without loading torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from models.errors import GridError
 
-FillMode = Literal["lr", "zeros"]
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -60,32 +60,3 @@ class PatchGrid:
         ph, pw = self.check_size(h, w)
         blocks = pixel_mask.float().reshape(b, self.rows, ph, self.cols, pw)
         return blocks.sum(dim=(2, 4)).reshape(b, self.num_patches)
-
-
-def downsample(hr: torch.Tensor, factor: int) -> torch.Tensor:
-    """Antialiased (area-average) downsampling, as the LR image is made from HR."""
-    if factor == 1:
-        return hr
-    return F.avg_pool2d(hr, kernel_size=factor, stride=factor)
-
-
-def upsample(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(lr, size=size, mode="bilinear", align_corners=False)
-
-
-def mask_images(
-    hr: torch.Tensor,
-    actions: torch.Tensor,
-    grid: PatchGrid,
-    fill: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Keep the HR pixels of sampled patches; elsewhere use ``fill`` (upsampled LR) or zeros.
-
-    ``hr`` is (B, C, H, W) in normalised units, so zeros mean "the band mean".
-    """
-    mask = grid.expand(actions.to(hr.dtype), hr.shape[-2], hr.shape[-1])
-    if fill is None:
-        return hr * mask
-    if fill.shape != hr.shape:
-        raise GridError(f"fill shape {tuple(fill.shape)} differs from image shape {tuple(hr.shape)}")
-    return fill + (hr - fill) * mask

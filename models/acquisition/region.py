@@ -11,7 +11,7 @@ adds the idempotent job around these functions, and the CLI runs them directly.
 Three campaigns are priced over the same tiles: PatchDrop (the policy's patches),
 Fixed-H with as many patches per tile as PatchDrop bought there, and full HR
 coverage of every planned tile. All are clipped to the region, merged across
-tile borders, and priced as one order with ``models.pricing``'s minimums.
+tile borders, and priced as one order with ``models.acquisition.pricing``'s minimums.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import shapely
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from models.acquisition.pricing import PricingProfile, bill, grid_orderable
 from models.errors import RegionError
-from models.footprints import (
+from models.geo.footprints import (
     WGS84,
     box_rings,
     metric_crs,
@@ -39,7 +40,6 @@ from models.footprints import (
     transform_geometry,
     wgs84_geojson,
 )
-from models.pricing import PricingProfile, bill, grid_orderable
 
 STATUSES = ("planned", "outside_region", "outside_raster", "nodata", "empty", "cloud")
 PLANNED, OUTSIDE_REGION, OUTSIDE_RASTER, NODATA, EMPTY, CLOUD = range(len(STATUSES))
@@ -133,7 +133,7 @@ class RegionSpec:
     band_indexes: tuple[int, ...]
     max_patches: int | None = None
     cloud_threshold: float | None = None
-    # Spend-aware plan: the bundle's value model (``models.spend.ValueModel.to_dict``) and the request's goal.
+    # Spend-aware plan: the bundle's value model (``models.acquisition.spend.ValueModel.to_dict``) and the request's goal.
     value_model: dict[str, Any] | None = None
     max_price: float | None = None
     target_accuracy: float | None = None
@@ -546,7 +546,7 @@ def _cells_order(
     t = spec.tile_px
     origin_x, origin_y = c + a * spec.col0 * t, f + e * spec.row0 * t
     transform = (a * t / gc, 0.0, origin_x, 0.0, e * t / gr, origin_y)
-    from models.raster import mask_polygons  # rasterio only where polygons are built
+    from models.geo.raster import mask_polygons  # rasterio only where polygons are built
 
     polys = mask_polygons(cells, transform)
     region = spec.region_geometry()
@@ -634,8 +634,8 @@ def _features_geojson(geoms: Sequence[BaseGeometry], pricing: PricingProfile, wo
 
 
 def spend_plan(spec: RegionSpec, m: Merged, pricing: PricingProfile, work_crs: str) -> Any:
-    """The spend-aware plan over the region's planned tiles (``models.spend.plan_spend``)."""
-    from models.spend import ValueModel, plan_spend, tile_features
+    """The spend-aware plan over the region's planned tiles (``models.acquisition.spend.plan_spend``)."""
+    from models.acquisition.spend import ValueModel, plan_spend, tile_features
 
     vm = ValueModel.from_dict(spec.value_model or {})
     planned = m.status == PLANNED

@@ -1,7 +1,7 @@
 """The one definition of how a bundle turns LR, HR patches and a purchase into class probabilities.
 
 Training-time evaluation (``models.training``), offline evaluation and serving
-(``models.inference``, hence the worker) all call :func:`bundle_probs`, so a
+(``models.nn.inference``, hence the worker) all call :func:`bundle_probs`, so a
 bundle is served with exactly the rule and settings it was trained and selected
 with: the fusion rule and fill mode come from the bundle's metadata.
 
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from models.checkpoint import ModelBundle
 from models.errors import CheckpointError
-from models.grid import mask_images, upsample
-from models.reward import confidence_fusion_probs, two_stream_probs
+from models.nn.checkpoint import ModelBundle
+from models.nn.grid import mask_images, upsample
+from models.nn.reward import confidence_fusion_probs, two_stream_probs
 
 # "hr-only": the HR classifier on the masked image; "paper": the S/P two-stream rule
 # (Sec. 5.1); "confidence": each stream weighted by its own max class probability.

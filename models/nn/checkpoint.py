@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from models.errors import CheckpointError
-from models.grid import PatchGrid
-from models.networks import ResNet, ResNetConfig, build_resnet
+from models.geo.patch_grid import PatchGrid
+from models.nn.networks import ResNet, ResNetConfig, build_resnet
 
 FORMAT = "patchdrop-bundle"
 FORMAT_VERSION = 1

@@ -1,0 +1,1 @@
+"""The neural core (torch): networks, policy and baselines, reward, fusion, masks, checkpoints and inference."""
