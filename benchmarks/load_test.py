@@ -38,16 +38,15 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from plan_latency import Server, start_redis, wait_http  # noqa: E402
-from results_md import free_port, git_commit, replace_section  # noqa: E402  (benchmarks/ is on sys.path)
+from results_md import DEFAULT_CHECKPOINT, RESULTS_MD, Benchmark, free_port, git_commit, write_section  # noqa: E402  (benchmarks/ is on sys.path)
 
 from service.security import hash_key, new_key  # noqa: E402
 
 HOST = "127.0.0.1"
-CHECKPOINT = REPO / "models" / "assets" / "default.pt"
+CHECKPOINT = DEFAULT_CHECKPOINT
 TILE = REPO / "models" / "assets" / "sample_lr_tile.tif"
-RESULTS_JSON = REPO / "benchmarks" / "results" / "load_test.json"
-RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
-START, END = "<!-- load_test:start -->", "<!-- load_test:end -->"
+RESULTS_JSON = Benchmark("load_test").json
+START, END = Benchmark("load_test").markers
 
 
 async def run_load(base_url: str, key: str, tile: bytes, clients: int, requests: int, max_seconds: float) -> dict:
@@ -209,8 +208,7 @@ def write_markdown(path: Path, r: dict) -> None:
         "clients on 2 cores most of it is waiting for a core, so p50 ≈ clients / throughput.",
         END,
     ]
-    section = "\n".join(lines)
-    replace_section(path, START, END, section)
+    write_section(lines, path)
 
 
 if __name__ == "__main__":

@@ -35,15 +35,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from results_md import free_port, git_commit, replace_section  # noqa: E402  (benchmarks/ is on sys.path)
+from results_md import DEFAULT_CHECKPOINT, REPO, RESULTS_MD, Benchmark, free_port, git_commit, write_section  # noqa: E402  (benchmarks/ is on sys.path)
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-DEFAULT_CHECKPOINT = REPO / "models" / "assets" / "default.pt"
-RESULTS_JSON = REPO / "benchmarks" / "results" / "plan_latency.json"
-RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
-START, END = "<!-- plan_latency:start -->", "<!-- plan_latency:end -->"
+RESULTS_JSON = Benchmark("plan_latency").json
+START, END = Benchmark("plan_latency").markers
 
 
 def stats(samples_ms: list[float]) -> dict[str, float]:
@@ -395,8 +392,7 @@ def write_markdown(path: Path, r: dict) -> None:
         "processes may also wait for a core.",
         END,
     ]
-    section = "\n".join(lines)
-    replace_section(path, START, END, section)
+    write_section(lines, path)
 
 
 if __name__ == "__main__":

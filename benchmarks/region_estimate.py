@@ -38,15 +38,12 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from results_md import free_port, git_commit, replace_section  # noqa: E402  (benchmarks/ is on sys.path)
+from results_md import DEFAULT_CHECKPOINT, REPO, Benchmark, free_port, git_commit, write_section  # noqa: E402  (benchmarks/ is on sys.path)
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-DEFAULT_CHECKPOINT = REPO / "models" / "assets" / "default.pt"
-RESULTS_JSON = REPO / "benchmarks" / "results" / "region_estimate.json"
-RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
-START, END = "<!-- region_estimate:start -->", "<!-- region_estimate:end -->"
+RESULTS_JSON = Benchmark("region_estimate").json
+START, END = Benchmark("region_estimate").markers
 BANDS = ("B02", "B03", "B04", "B08")
 
 
@@ -428,7 +425,7 @@ def write_markdown(r: dict) -> None:
         "workers share 2 busy cores with each other's reads and the polling API, so the speed-up is below 2x.",
         END,
     ]
-    replace_section(RESULTS_MD, START, END, "\n".join(lines))
+    write_section(lines)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,27 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
+DEFAULT_CHECKPOINT = REPO / "models" / "assets" / "default.pt"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark's files: ``benchmarks/results/<name>.json`` and its delimited section of RESULTS.md."""
+
+    name: str
+
+    @property
+    def json(self) -> Path:
+        return REPO / "benchmarks" / "results" / f"{self.name}.json"
+
+    @property
+    def markers(self) -> tuple[str, str]:
+        return f"<!-- {self.name}:start -->", f"<!-- {self.name}:end -->"
 
 
 def git_commit() -> str:
@@ -37,3 +55,8 @@ def replace_section(path: Path, start: str, end: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def write_section(lines: list[str], path: Path = RESULTS_MD) -> None:
+    """The section whose first line is its start marker and last line its end marker, written into ``path``."""
+    replace_section(path, lines[0], lines[-1], "\n".join(lines))

@@ -40,7 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results_md import git_commit, replace_section  # noqa: E402
+from benchmarks.results_md import Benchmark, git_commit, write_section  # noqa: E402
 from models.acquisition.pricing import PRESETS  # noqa: E402
 from models.acquisition.region import RegionSpec, _bits, _order  # noqa: E402
 from models.acquisition.spend import plan_spend, tile_features  # noqa: E402
@@ -278,14 +278,14 @@ def main() -> int:
     path.write_text(json.dumps(result, indent=1) + "\n")
     plot(result, path.with_suffix(".png"))
     if not args.out:
-        write_section()
+        write_spend_section()
     print(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))
     for m, pts in curves.items():
         print(f"{m:20s}", " ".join(f"{p['spend']:.2f}:{100 * p['accuracy']:.1f}" for p in pts))
     return 0
 
 
-START, END = "<!-- spend:start -->", "<!-- spend:end -->"
+START, END = Benchmark("spend").markers
 BASELINES = ("patchdrop_per_tile", "fixed_h", "lr_uncertainty", "random")
 
 
@@ -338,7 +338,7 @@ def _verdict(d: dict) -> list[str]:
     return out
 
 
-def write_section() -> None:
+def write_spend_section() -> None:
     """The Sentinel-2 spend section of benchmarks/RESULTS.md from both presets' result files."""
     results = {}
     for preset, name in (("archive", "spend_sentinel2"), ("tasking", "spend_sentinel2_tasking")):
@@ -407,7 +407,7 @@ def write_section() -> None:
             "",
         ]
     lines.append(END)
-    replace_section(ROOT / "benchmarks" / "RESULTS.md", START, END, "\n".join(lines))
+    write_section(lines)
 
 
 def plot(result: dict, path: Path) -> None:

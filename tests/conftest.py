@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import builtins
+import functools
 import os
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -8,6 +12,27 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+
+
+def _one_thread_at_a_time(build):
+    lock = threading.RLock()
+
+    @functools.wraps(build)
+    def call(*args, **kwargs):
+        with lock:
+            return build(*args, **kwargs)
+
+    return call
+
+
+# CPython 3.11 keeps the AST constructor's recursion counter per interpreter, not per thread, so two
+# threads building ASTs at once can fail with a spurious "AST constructor recursion depth mismatch"
+# (gh-106905). This process does that: pytest rewrites modules it imports lazily while an app's
+# threads format tracebacks (3.11's traceback module parses source lines). Every AST is built by
+# ``compile`` (``ast.parse`` calls it), so it is serialised here, for the tests only; the service
+# imports matplotlib, its other user, at start-up.
+if sys.version_info < (3, 12):
+    builtins.compile = _one_thread_at_a_time(builtins.compile)
 
 # The only reasons a test may be skipped in CI (CI=true): hardware or an OS feature the machine
 # lacks. A missing service (Redis, a worker) is a broken CI machine, so it fails the run.

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.acquisition.region import RegionSpec, iter_chunks, make_spec, parse_region, summarize
+from models.acquisition.region import RegionSpec, iter_chunks, parse_region, spec_for_model, summarize
 from models.errors import RegionTooLargeError
 from models.geo.bands import sensor_warning
 from worker.jobstore import ACTIVE, Job, JobState, JobStore, error_body, new_job, now
@@ -107,20 +107,12 @@ def build_spec(req: EstimatePayload, registry: Any) -> tuple[RegionSpec, list[st
     with SceneReader(req.source, bundle.bands, name=req.source_name, requested_bands=req.bands) as reader:
         info = reader.info
         warning = sensor_warning(reader.band_match, bundle.bands, bundle.metadata.get("sensor"))
-    spec = make_spec(
+    spec = spec_for_model(
         req.source,
-        info.crs,
-        info.transform,
-        info.width,
-        info.height,
-        info.block,
-        info.band_indexes,
+        info,
         region,
         region_crs,
-        bands=bundle.bands,
-        lr_size=bundle.lr_size,
-        grid=(bundle.grid.rows, bundle.grid.cols),
-        lr_pixel_size=bundle.metadata.get("lr_pixel_size"),
+        bundle,
         tile_size_m=req.tile_size_m,
         chunk_tiles=req.chunk_tiles,
         max_patches=req.max_patches,

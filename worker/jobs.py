@@ -19,7 +19,6 @@ from models.acquisition.preview import to_rgb
 from models.acquisition.scene_plan import is_scene, plan_scene, spend_single
 from models.errors import BudgetError, CoverageError
 from models.geo.bands import sensor_warning
-from models.geo.footprints import crs_code
 from models.geo.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid, resampled_transform
 from models.nn.inference import classify as classify_purchase
 from worker.errors import TileTooSmallError
@@ -106,70 +105,65 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
         {**feature, "probability": decision.probabilities[feature["id"]], "selected": feature["id"] in chosen}
         for feature in purchase.patch_features()
     ]
-    plan_doc = {
-        "id": req.plan_id,
-        "model": model_id,
-        "model_version": bundle.metadata.get("model_id"),
-        "tile": {
-            "filename": req.filename,
-            "crs_code": crs_code(crs),
-            "width": tile.width,
-            "height": tile.height,
-            "pixel_size": [abs(tile.transform.a), abs(tile.transform.e)],
-            "bands": bundle.bands,
-            **purchase.tile_dict(),
-        },
-        "grid": {"rows": grid.rows, "cols": grid.cols},
-        "budget": {"max_patches": req.max_patches, "max_price": req.max_price},
-        "patch_probabilities": decision.probabilities,
-        "patches": patches,
-        "purchase": purchase.to_dict(),
-        "lr_prediction": {
+    plan_doc = _document(
+        req,
+        model_id,
+        bundle,
+        tile={**tile.header(req.filename, bundle.bands), **purchase.tile_dict()},
+        patch_probabilities=decision.probabilities,
+        patches=patches,
+        purchase=purchase.to_dict(),
+        lr_prediction={
             "class": decision.lr_class,
             "confidence": round(decision.lr_confidence, 6),
             "probabilities": {k: round(v, 6) for k, v in decision.lr_probabilities.items()},
         },
-        "pricing": req.pricing.model_dump(),
-        "warnings": _warnings(purchase, bundle) + _band_warnings(tile, bundle),
-        "spend": spend_single(decision, bundle, purchase.whole_tile_quote.price, req.pricing.profile(), req),
-    }
-    artifacts = {
-        "crs": crs,
-        "transform": list(tile.transform)[:6],
-        "width": tile.width,
-        "height": tile.height,
-        "lr_input": encode_array(tile.array.astype(np.float32)),
-        "thumbnail": encode_array(to_rgb(tile.thumbnail, bundle.bands)) if tile.thumbnail is not None else None,
-    }
-    return {"plan": plan_doc, "artifacts": artifacts}
+        warnings=_warnings(purchase, bundle) + _band_warnings(tile, bundle),
+        spend=spend_single(decision, bundle, purchase.whole_tile_quote.price, req.pricing.profile(), req),
+    )
+    return {"plan": plan_doc, "artifacts": _artifacts(tile, bundle)}
 
 
 def _scene_result(req: PlanPayload, model_id: str, bundle, registry: ModelRegistry, tile: RasterTile) -> dict:
     scene = plan_scene(req, model_id, bundle, lambda lr: registry.decide(model_id, lr), tile, b64decode(req.tile))
-    plan_doc = {
+    plan_doc = _document(
+        req,
+        model_id,
+        bundle,
+        tile=scene["tile"],
+        patch_probabilities=[],
+        patches=[],
+        purchase=scene["purchase"],
+        lr_prediction=scene["lr_prediction"],
+        warnings=_band_warnings(tile, bundle),
+        spend=scene["spend"],
+    )
+    return {"plan": plan_doc, "artifacts": _artifacts(tile, bundle)}
+
+
+def _document(req: PlanPayload, model_id: str, bundle, **parts: Any) -> dict[str, Any]:
+    """A plan document: what every plan says about the request and the model, and its own ``parts``."""
+    return {
         "id": req.plan_id,
         "model": model_id,
         "model_version": bundle.metadata.get("model_id"),
-        "tile": scene["tile"],
         "grid": {"rows": bundle.grid.rows, "cols": bundle.grid.cols},
         "budget": {"max_patches": req.max_patches, "max_price": req.max_price},
-        "patch_probabilities": [],
-        "patches": [],
-        "purchase": scene["purchase"],
-        "lr_prediction": scene["lr_prediction"],
         "pricing": req.pricing.model_dump(),
-        "warnings": _band_warnings(tile, bundle),
-        "spend": scene["spend"],
+        **parts,
     }
-    artifacts = {
-        "crs": scene["tile"]["crs"],
+
+
+def _artifacts(tile: RasterTile, bundle) -> dict[str, Any]:
+    """What a plan keeps for its preview and its classification: the LR input and where it lies."""
+    return {
+        "crs": tile.crs.to_string(),
         "transform": list(tile.transform)[:6],
         "width": tile.width,
         "height": tile.height,
         "lr_input": encode_array(tile.array.astype(np.float32)),
         "thumbnail": encode_array(to_rgb(tile.thumbnail, bundle.bands)) if tile.thumbnail is not None else None,
     }
-    return {"plan": plan_doc, "artifacts": artifacts}
 
 
 def _warnings(purchase, bundle) -> list[str]:

@@ -37,6 +37,28 @@ from models.geo.patch_grid import PatchGrid
 RECOMMENDATIONS = ("patches", "whole_tile", "none")
 
 
+def quote_json(q: Quote, covered: Sequence[int], metric_crs: str, crs: str, ndigits: int = 6) -> dict[str, Any]:
+    """A quote as plans report it: price, areas, the patches it covers and its polygons (``crs`` and WGS84)."""
+    return {
+        "price": round(q.price, 2),
+        "currency": q.currency,
+        "area_km2": round(q.area_km2, 4),
+        "billable_area_km2": round(q.billable_km2, 4),
+        "minimum_charge_applied": q.minimum_charge_applied,
+        "patch_ids": sorted(covered),
+        "polygons": [
+            {
+                "geometry": geojson(transform_geometry(p.geometry, metric_crs, crs), ndigits),
+                "geometry_wgs84": wgs84_geojson(p.geometry, metric_crs, 7),
+                "area_km2": round(p.area_km2, 4),
+                "billable_area_km2": round(p.billable_km2, 4),
+                "price": round(p.price, 2),
+            }
+            for p in q.polygons
+        ],
+    }
+
+
 @dataclass(frozen=True)
 class Budget:
     """A user's cap: at most ``max_patches`` patches and/or an order of at most ``max_price``."""
@@ -74,29 +96,6 @@ class PurchasePlan:
     whole_tile_quote: Quote  # buying the whole tile
 
     def to_dict(self, ndigits: int = 6) -> dict[str, Any]:
-        def quote_dict(q: Quote, covered: Sequence[int]) -> dict[str, Any]:
-            return {
-                "price": round(q.price, 2),
-                "currency": q.currency,
-                "area_km2": round(q.area_km2, 4),
-                "billable_area_km2": round(q.billable_km2, 4),
-                "minimum_charge_applied": q.minimum_charge_applied,
-                "patch_ids": sorted(covered),
-                "polygons": [
-                    {
-                        "geometry": geojson(
-                            transform_geometry(p.geometry, self.metric_crs, self.footprint.crs),
-                            ndigits,
-                        ),
-                        "geometry_wgs84": wgs84_geojson(p.geometry, self.metric_crs, 7),
-                        "area_km2": round(p.area_km2, 4),
-                        "billable_area_km2": round(p.billable_km2, 4),
-                        "price": round(p.price, 2),
-                    }
-                    for p in q.polygons
-                ],
-            }
-
         patches = self.patches_metric
         return {
             "recommendation": self.recommendation,
@@ -105,9 +104,13 @@ class PurchasePlan:
             "patch_ids": list(self.patch_ids),
             "price": round(self.order.price, 2),
             "currency": self.order.currency,
-            "order": quote_dict(self.order, self.patch_ids),
-            "selected_patches_order": quote_dict(self.patches_quote, self.patches_quote.covered(patches)),
-            "whole_tile": quote_dict(self.whole_tile_quote, range(len(patches))),
+            "order": quote_json(self.order, self.patch_ids, self.metric_crs, self.footprint.crs, ndigits),
+            "selected_patches_order": quote_json(
+                self.patches_quote, self.patches_quote.covered(patches), self.metric_crs, self.footprint.crs, ndigits
+            ),
+            "whole_tile": quote_json(
+                self.whole_tile_quote, range(len(patches)), self.metric_crs, self.footprint.crs, ndigits
+            ),
             "savings_vs_whole_tile": round(self.whole_tile_quote.price - self.order.price, 2),
         }
 

@@ -1,9 +1,12 @@
 """Plan previews: the LR tile in true colour with the patch grid and the patches to buy.
 
 ``to_rgb`` turns band values into a small 8-bit image (done once, when the plan
-is made); ``render_preview`` draws a PNG from it. Matplotlib is imported lazily
-and used without pyplot, so rendering is thread-safe and costs nothing until used.
-Imports no torch: the API process draws previews without loading a model.
+is made); ``render_preview`` draws a PNG from it. Matplotlib is used without
+pyplot, so rendering is thread-safe. It is imported with this module, in the
+thread that starts the process, not by the first preview request: its import
+parses its settings with ``ast``, which on CPython 3.11 can fail spuriously
+when another thread builds an AST at the same moment (gh-106905). Imports no
+torch: the API process draws previews without loading a model.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 TRUE_COLOUR = ("B04", "B03", "B02")
 
@@ -57,10 +63,6 @@ def render_preview(
     size_px: int = 512,
 ) -> bytes:
     """PNG bytes: the tile, the patch grid with each patch's probability, bought patches outlined."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
     h, w = rgb.shape[:2]
     dpi = 100
     fig = Figure(figsize=(size_px / dpi, size_px / dpi * 1.12), dpi=dpi)

@@ -212,6 +212,17 @@ def tile_px_for(pixel_size: float, lr_width: int, lr_pixel_size: float | None, t
     return px
 
 
+def spec_for_model(
+    source: str, info: Any, region: BaseGeometry, region_crs: str, bundle: Any, **options: Any
+) -> RegionSpec:
+    """``make_spec`` for a scene's header (``models.geo.raster.SceneInfo``) and a model bundle's tile geometry."""
+    return make_spec(
+        source, info.crs, info.transform, info.width, info.height, info.block, info.band_indexes, region, region_crs,
+        bands=bundle.bands, lr_size=bundle.lr_size, grid=(bundle.grid.rows, bundle.grid.cols),
+        lr_pixel_size=bundle.metadata.get("lr_pixel_size"), **options,
+    )  # fmt: skip
+
+
 def make_spec(
     source: str,
     crs: str,
@@ -634,24 +645,39 @@ def _features_geojson(geoms: Sequence[BaseGeometry], pricing: PricingProfile, wo
 
 
 def spend_plan(spec: RegionSpec, m: Merged, pricing: PricingProfile, work_crs: str) -> Any:
-    """The spend-aware plan over the region's planned tiles (``models.acquisition.spend.plan_spend``)."""
-    from models.acquisition.spend import ValueModel, plan_spend, tile_features
+    """The spend-aware plan over the region's planned tiles, valued from the policy alone."""
+    from models.acquisition.spend import ValueModel, tile_features
 
     vm = ValueModel.from_dict(spec.value_model or {})
-    planned = m.status == PLANNED
     probs = m.probs.reshape(-1, spec.num_patches).astype(np.float32) / PROB_SCALE
     p_lr, p_hr = vm.predict(tile_features(probs))
-    shape_ = planned.shape
+    return plan_tiles(spec, m.status == PLANNED, p_lr, p_hr, pricing, work_crs, spec.max_price, spec.target_accuracy)
+
+
+def plan_tiles(
+    spec: RegionSpec,
+    planned: np.ndarray,
+    p_lr: np.ndarray,
+    p_hr: np.ndarray,
+    pricing: PricingProfile,
+    work_crs: str,
+    max_price: float | None,
+    target_accuracy: float | None,
+) -> Any:
+    """``models.acquisition.spend.plan_spend`` over the spec's tile grid, each candidate priced as its order."""
+    from models.acquisition.spend import plan_spend
+
+    shape = planned.shape
     tile_m = (abs(spec.transform[4]) * spec.tile_px, abs(spec.transform[0]) * spec.tile_px)
     return plan_spend(
-        p_lr.reshape(shape_),
-        p_hr.reshape(shape_),
+        p_lr.reshape(shape),
+        p_hr.reshape(shape),
         planned,
         lambda mask: tiles_order(spec, mask, pricing, work_crs)["price"],
         pricing,
         tile_m,
-        max_price=spec.max_price,
-        target_accuracy=spec.target_accuracy,
+        max_price=max_price,
+        target_accuracy=target_accuracy,
     )
 
 

@@ -16,11 +16,20 @@ from typing import Any
 import numpy as np
 from shapely.geometry import box
 
+from models.acquisition.planning import quote_json
 from models.acquisition.pricing import PricingProfile, bill
-from models.acquisition.region import PLANNED, RegionSpec, load_chunk, make_spec, tile_px_for, tiles_order
+from models.acquisition.region import (
+    PLANNED,
+    RegionSpec,
+    load_chunk,
+    plan_tiles,
+    spec_for_model,
+    tile_px_for,
+    tiles_order,
+)
 from models.acquisition.spend import SpendPlan, ValueModel, plan_spend, tile_features
 from models.errors import PatchDropError
-from models.geo.footprints import WGS84, bounds_in, crs_code, geojson, metric_crs, transform_geometry
+from models.geo.footprints import WGS84, bounds_in, geojson, metric_crs, transform_geometry
 from models.geo.raster import RasterTile
 
 
@@ -49,28 +58,6 @@ def is_scene(tile: RasterTile, bundle: Any) -> bool:
         return False
     _, rows, cols = scene_tiles(tile, bundle)
     return rows * cols >= 2
-
-
-def quote_dict(geoms: list, pricing: PricingProfile, work_crs: str, crs: str) -> dict[str, Any]:
-    q = bill(geoms, pricing)
-    return {
-        "price": round(q.price, 2),
-        "currency": q.currency,
-        "area_km2": round(q.area_km2, 4),
-        "billable_area_km2": round(q.billable_km2, 4),
-        "minimum_charge_applied": q.minimum_charge_applied,
-        "patch_ids": [],
-        "polygons": [
-            {
-                "geometry": geojson(transform_geometry(p.geometry, work_crs, crs), 6),
-                "geometry_wgs84": geojson(transform_geometry(p.geometry, work_crs, WGS84), 7),
-                "area_km2": round(p.area_km2, 4),
-                "billable_area_km2": round(p.billable_km2, 4),
-                "price": round(p.price, 2),
-            }
-            for p in q.polygons
-        ],
-    }
 
 
 def spend_single(
@@ -120,23 +107,7 @@ def plan_scene(
         path = Path(tmp) / "upload.tif"
         path.write_bytes(data)
         with SceneReader(str(path), bundle.bands, name=req.filename, requested_bands=req.bands) as reader:
-            info = reader.info
-            spec = make_spec(
-                str(path),
-                info.crs,
-                info.transform,
-                info.width,
-                info.height,
-                info.block,
-                info.band_indexes,
-                box(*bounds),
-                crs,
-                bands=bundle.bands,
-                lr_size=bundle.lr_size,
-                grid=(bundle.grid.rows, bundle.grid.cols),
-                lr_pixel_size=bundle.metadata.get("lr_pixel_size"),
-                chunk_tiles=1 << 20,
-            )
+            spec = spec_for_model(str(path), reader.info, box(*bounds), crs, bundle, chunk_tiles=1 << 20)
             status = np.full(spec.n_tiles, 255, np.uint8)
             lr_parts, flats = [], []
             for index in range(spec.n_chunks):
@@ -159,21 +130,11 @@ def plan_scene(
         p_lr[flat], p_hr[flat] = a, b
     planned = (status == PLANNED).reshape(shape)
     work_crs = metric_crs(spec.crs, spec.region_geometry())
-    tile_m = (abs(spec.transform[4]) * spec.tile_px, abs(spec.transform[0]) * spec.tile_px)
-    plan = plan_spend(
-        p_lr.reshape(shape),
-        p_hr.reshape(shape),
-        planned,
-        lambda m: tiles_order(spec, m, pricing, work_crs)["price"],
-        pricing,
-        tile_m,
-        max_price=req.max_price,
-        target_accuracy=req.target_accuracy,
-    )
+    plan = plan_tiles(spec, planned, p_lr, p_hr, pricing, work_crs, req.max_price, req.target_accuracy)
     order = tiles_order(spec, plan.mask, pricing, work_crs)
     full = tiles_order(spec, planned, pricing, work_crs)
-    order_q = quote_dict(order["_geoms"], pricing, work_crs, crs)
-    full_q = quote_dict(full["_geoms"], pricing, work_crs, crs)
+    order_q = quote_json(bill(order["_geoms"], pricing), [], work_crs, crs)
+    full_q = quote_json(bill(full["_geoms"], pricing), [], work_crs, crs)
     mean_lr = lr_probs.mean(axis=0) if len(flat) else np.full(len(names), 1 / len(names))
     return {
         "spend": _scene_spend(spec, plan, pricing, vm, flat, decisions, p_lr, p_hr, names),
@@ -195,12 +156,7 @@ def plan_scene(
             "probabilities": {n: round(float(v), 6) for n, v in zip(names, mean_lr, strict=True)},
         },
         "tile": {
-            "filename": req.filename,
-            "crs_code": crs_code(crs),
-            "width": tile.width,
-            "height": tile.height,
-            "pixel_size": [abs(tile.transform.a), abs(tile.transform.e)],
-            "bands": bundle.bands,
+            **tile.header(req.filename, bundle.bands),
             "crs": crs,
             "bounds": [round(v, 6) for v in bounds],
             "bounds_wgs84": [round(v, 7) for v in bounds_in(bounds, crs, WGS84)],

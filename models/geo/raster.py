@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import rasterio
@@ -32,6 +32,7 @@ from models.errors import (
     WrongBandCountError,
 )
 from models.geo.bands import BandMatch, match_by_meaning
+from models.geo.footprints import crs_code
 from models.geo.patch_grid import PatchGrid
 
 # rasterio.features wraps arrays in in-memory datasets without georeferencing and warns so,
@@ -61,6 +62,17 @@ class RasterTile:
         left, top = self.transform @ (0, 0)
         right, bottom = self.transform @ (self.width, self.height)
         return min(left, right), min(top, bottom), max(left, right), max(top, bottom)
+
+    def header(self, filename: str, band_names: Sequence[str]) -> dict[str, Any]:
+        """The file as plans describe it: name, CRS code, native size and pixel size, the model's bands."""
+        return {
+            "filename": filename,
+            "crs_code": crs_code(self.crs.to_string()),
+            "width": self.width,
+            "height": self.height,
+            "pixel_size": [abs(self.transform.a), abs(self.transform.e)],
+            "bands": list(band_names),
+        }
 
     def patch_bounds(self, grid: PatchGrid) -> list[tuple[float, float, float, float]]:
         """Footprint (minx, miny, maxx, maxy) of each patch in the tile's CRS, in patch-id order."""

@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.deps import EstimateServiceDep, JobServiceDep, TenantDep
+from service.forms import BandsForm, PricingForm, TargetAccuracyForm, band_list
 from service.pricing import request_pricing
 from service.routes.jobs import job_response
 from service.schemas import ErrorBody, JobPublic
@@ -45,24 +46,9 @@ def create_estimate(
     max_price: Annotated[
         float | None, Form(ge=0, allow_inf_nan=False, description="Spend-aware order: spend at most this much.")
     ] = None,
-    target_accuracy: Annotated[
-        float | None,
-        Form(ge=0, le=1, description="Spend-aware order: the least price reaching this expected accuracy (0..1)."),
-    ] = None,
-    pricing: Annotated[
-        str | None,
-        Form(
-            description='A preset (archive, tasking) or a JSON object of overrides: {"preset": "tasking", '
-            '"price_per_km2": 25}.'
-        ),
-    ] = None,
-    bands: Annotated[
-        str | None,
-        Form(
-            description="What each band of the raster is, in file order, comma-separated: STAC common names "
-            "(blue, green, red, nir) or one sensor's band labels. Unset: from the file's metadata or order."
-        ),
-    ] = None,
+    target_accuracy: TargetAccuracyForm = None,
+    pricing: PricingForm = None,
+    bands: BandsForm = None,
     *,
     estimates: EstimateServiceDep,
     jobs: JobServiceDep,
@@ -84,7 +70,7 @@ def create_estimate(
         target_accuracy=target_accuracy,
         pricing=overrides,
         tenant=tenant.id,
-        bands=bands.split(",") if bands else None,
+        bands=band_list(bands),
     )
     return job_response(jobs.get(job_id, tenant=tenant.id), 202)
 

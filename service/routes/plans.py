@@ -6,9 +6,10 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from service.deps import JobServiceDep, PlanServiceDep, TenantDep
+from service.forms import PENDING, BandsForm, PricingForm, TargetAccuracyForm, band_list
 from service.pricing import request_pricing
 from service.routes.jobs import job_response
-from service.schemas import ClassificationPublic, ErrorBody, JobPublic, PlanPublic
+from service.schemas import ClassificationPublic, ErrorBody, PlanPublic
 from service.stac import MEDIA_TYPE, plan_item
 
 router = APIRouter(prefix="/v1", tags=["plans"])
@@ -43,7 +44,7 @@ def _plan_body(plan: dict[str, Any], fmt: str, request: Request, status: int) ->
     "/plans",
     status_code=201,
     response_model=PlanPublic,
-    responses={**ERRORS, 202: {"model": JobPublic, "description": "Not finished in time: poll the job."}},
+    responses=PENDING,
 )
 def create_plan(
     request: Request,
@@ -56,25 +57,9 @@ def create_plan(
         float | None, Form(ge=0, allow_inf_nan=False, description="Spend at most this much on the order.")
     ] = None,
     model: Annotated[str | None, Form(description="Model id (GET /v1/models); default model if unset.")] = None,
-    bands: Annotated[
-        str | None,
-        Form(
-            description="What each band of the tile is, in file order, comma-separated: STAC common names "
-            "(blue, green, red, nir) or one sensor's band labels (B5,B4,B3,B2). Unset: from the file's band "
-            "metadata, descriptions or order."
-        ),
-    ] = None,
-    target_accuracy: Annotated[
-        float | None,
-        Form(ge=0, le=1, description="Spend-aware order: the least price reaching this expected accuracy (0..1)."),
-    ] = None,
-    pricing: Annotated[
-        str | None,
-        Form(
-            description='A preset (archive, tasking) or a JSON object of overrides: {"preset": "tasking", '
-            '"price_per_km2": 25}.'
-        ),
-    ] = None,
+    bands: BandsForm = None,
+    target_accuracy: TargetAccuracyForm = None,
+    pricing: PricingForm = None,
     format: Format = "json",
 ) -> Response:
     """Plan the HR purchase for an LR tile: which patches, as which order polygons, at what price.
@@ -90,7 +75,7 @@ def create_plan(
         max_price,
         model,
         tenant=tenant.id,
-        bands=bands.split(",") if bands else None,
+        bands=band_list(bands),
         target_accuracy=target_accuracy,
         pricing=price_list,
     )
@@ -121,7 +106,7 @@ def get_preview(plan_id: str, service: PlanServiceDep, tenant: TenantDep) -> Res
 @router.post(
     "/plans/{plan_id}/classify",
     response_model=ClassificationPublic,
-    responses={**ERRORS, 202: {"model": JobPublic, "description": "Not finished in time: poll the job."}},
+    responses=PENDING,
 )
 def classify_plan(
     plan_id: str,

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.transform import from_origin
-from service_helpers import BANDS, X0, Y1
+from service_helpers import BANDS, X0, Y1, geotiff_bytes
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
@@ -34,25 +33,11 @@ def write_scene(
 
 
 def save_scene(path: Path, data: np.ndarray, nodata: float | None = None) -> Path:
-    count, height, width = data.shape
-    profile = {
-        "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": count,
-        "dtype": str(data.dtype),
-        "crs": "EPSG:32618",
-        "transform": from_origin(X0, Y1, PIXEL, PIXEL),
-        "tiled": True,
-        "blockxsize": 16,
-        "blockysize": 16,
-    }
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for i, name in enumerate(BANDS, start=1):
-            dst.set_band_description(i, name)
+    """A tiled GeoTIFF of 10 m pixels at (X0, Y1) with the model's band names (16 px blocks, as COGs have)."""
+    transform = from_origin(X0, Y1, PIXEL, PIXEL)
+    tiff = geotiff_bytes(data, transform=transform, descriptions=list(BANDS), nodata=nodata, tiled=True,
+                         blockxsize=16, blockysize=16)  # fmt: skip
+    path.write_bytes(tiff)
     return path
 
 

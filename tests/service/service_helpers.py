@@ -15,6 +15,7 @@ from rasterio.io import MemoryFile
 from rasterio.transform import from_bounds, from_origin
 
 from models.nn.checkpoint import ModelBundle, build_bundle
+from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_ENV = "PATCHDROP_TEST_REDIS_URL"
@@ -60,9 +61,11 @@ def geotiff_bytes(
     descriptions: list[str] | None = None,
     nodata: float | None = None,
     driver: str = "GTiff",
+    **creation,
 ) -> bytes:
+    """A GeoTIFF in memory (10 m pixels at (X0, Y1) in UTM 18N unless told); ``creation``: GDAL options (tiled...)."""
     count, height, width = data.shape
-    profile = {"driver": driver, "width": width, "height": height, "count": count, "dtype": str(data.dtype)}
+    profile = {"driver": driver, "width": width, "height": height, "count": count, "dtype": str(data.dtype), **creation}
     if crs is not None:
         profile["crs"] = crs
         profile["transform"] = transform if transform is not None else from_origin(X0, Y1, PIXEL, PIXEL)
@@ -129,3 +132,15 @@ def start_celery_worker(
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h",
     ]  # fmt: skip
     return subprocess.Popen(cmd, cwd=REPO, env=environ, stdout=out, stderr=subprocess.STDOUT)
+
+
+def embedded_settings(folder: Path, bundle: Path | str, **overrides) -> Settings:
+    """An embedded-mode app's settings (plans in ``folder``, ``bundle`` the default model, CPU, nothing preloaded)."""
+    base = {
+        "redis_url": None,
+        "db_path": Path(folder) / "plans.sqlite3",
+        "models": {"default": str(bundle)},
+        "preload_models": False,
+        "device": "cpu",
+    }
+    return Settings(**{**base, **overrides})

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from service_helpers import embedded_settings
 
 from models.assets import DEFAULT_CHECKPOINT
 from patchdrop.cli import main
 from service.app import create_app
-from service.settings import Settings
 
 ASSETS = DEFAULT_CHECKPOINT.parent
 PER_REQUEST = {"id", "created", "job_id", "links"}
@@ -24,10 +24,7 @@ PER_REQUEST = {"id", "created", "job_id", "links"}
 
 @pytest.fixture
 def client(tmp_path: Path):
-    settings = Settings(
-        models={"default": str(DEFAULT_CHECKPOINT)}, preload_models=False, device="cpu", redis_url=None,
-        db_path=tmp_path / "plans.sqlite3",
-    )  # fmt: skip
+    settings = embedded_settings(tmp_path, DEFAULT_CHECKPOINT)
     with TestClient(create_app(settings)) as c:
         yield c
 

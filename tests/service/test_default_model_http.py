@@ -10,20 +10,17 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from service_helpers import embedded_settings
 
 from models.assets import DEFAULT_CHECKPOINT
 from service.app import create_app
-from service.settings import Settings
 
 SAMPLE_TILE = DEFAULT_CHECKPOINT.parent / "sample_lr_tile.tif"
 
 
 @pytest.fixture
 def plan(tmp_path: Path) -> dict:
-    settings = Settings(
-        models={"default": str(DEFAULT_CHECKPOINT)}, preload_models=False, device="cpu", redis_url=None,
-        db_path=tmp_path / "plans.sqlite3",
-    )  # fmt: skip
+    settings = embedded_settings(tmp_path, DEFAULT_CHECKPOINT)
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/plans", files={"tile": ("tile.tif", SAMPLE_TILE.read_bytes(), "image/tiff")})
     assert response.status_code == 201, response.text

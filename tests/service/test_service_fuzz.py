@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, settings
 from models.nn.checkpoint import save_bundle
 from service.app import create_app
 from service.security import hash_key, new_key
-from service.settings import Settings
 
 EXAMPLES = int(os.environ.get("PATCHDROP_FUZZ_EXAMPLES", "40"))
 TRIED: Counter[str] = Counter()
@@ -31,19 +30,12 @@ KEY = new_key()
 
 
 def _app():
-    from service_helpers import random_bundle
+    from service_helpers import embedded_settings, random_bundle
 
     folder = Path(os.environ.get("PATCHDROP_FUZZ_DIR") or __import__("tempfile").mkdtemp(prefix="pdfuzz-"))
     bundle = save_bundle(random_bundle(), folder / "fuzz.pt")
-    settings = Settings(
-        redis_url=None,
-        db_path=folder / "fuzz.sqlite3",
-        models={"default": str(bundle)},
-        preload_models=False,
-        device="cpu",
-        upload_dir=folder / "uploads",
-        environment="production",
-        api_keys={"fuzzer": hash_key(KEY)},
+    settings = embedded_settings(
+        folder, bundle, upload_dir=folder / "uploads", environment="production", api_keys={"fuzzer": hash_key(KEY)}
     )
     return create_app(settings)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from service_helpers import embedded_settings
 
 from service.app import create_app
-from service.settings import Settings
 
 CAP = 8192
 DEADLINE_S = 20.0
@@ -28,14 +28,7 @@ DEADLINE_S = 20.0
 
 @pytest.fixture
 def server(bundle_path: Path, tmp_path: Path) -> Iterator[tuple[str, int]]:
-    settings = Settings(
-        redis_url=None,
-        db_path=tmp_path / "plans.sqlite3",
-        models={"default": str(bundle_path)},
-        preload_models=False,
-        device="cpu",
-        max_upload_bytes=CAP,
-    )
+    settings = embedded_settings(tmp_path, bundle_path, max_upload_bytes=CAP)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
