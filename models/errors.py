@@ -75,3 +75,9 @@ class RegionTooLargeError(RegionError):
     """A region over the operator's area or tile-count limit."""
 
     code = "region_too_large"
+
+
+class DeviceUnavailableError(PatchDropError, RuntimeError):
+    """The configured torch device is not on this machine (or not a device at all)."""
+
+    code = "device_unavailable"

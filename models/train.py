@@ -20,6 +20,7 @@ import torch
 
 from models.datasets.base import Splits
 from models.nn.checkpoint import ModelBundle, build_bundle, git_commit, load_bundle, save_bundle
+from models.nn.device import choose_device
 from models.training import evaluate as ev
 from models.training import stages
 from models.training.config import TrainConfig
@@ -47,12 +48,6 @@ def load_benchmark(name: str, data_root: Path | None, seed: int, subset: int | N
     return splits
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class Run:
     """One benchmark's output folder, its data and its settings."""
 
@@ -70,7 +65,7 @@ class Run:
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
-        self.device = pick_device(self.cfg.device)
+        self.device = choose_device(self.cfg.device)
         self.benchmark = args.benchmark
         handler = logging.FileHandler(self.out / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))

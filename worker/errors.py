@@ -9,12 +9,6 @@ class UnknownModelError(PatchDropError, LookupError):
     code = "unknown_model"
 
 
-class DeviceUnavailableError(PatchDropError, RuntimeError):
-    """The configured torch device is not on this machine (or not a device at all)."""
-
-    code = "device_unavailable"
-
-
 class TileTooSmallError(InvalidRasterError):
     """A tile with fewer native pixels than the patch grid has patches along a side."""
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.acquisition.planning import Budget
 from models.acquisition.region import RegionSpec, iter_chunks, parse_region, spec_for_model, summarize
 from models.errors import RegionTooLargeError
 from models.geo.bands import sensor_warning
@@ -103,6 +104,7 @@ def build_spec(req: EstimatePayload, registry: Any) -> tuple[RegionSpec, list[st
     from models.geo.raster import SceneReader
 
     _, bundle = registry.get(req.model)
+    Budget(req.max_patches, req.max_price).check_grid(bundle.grid.num_patches)
     region, region_crs = parse_region(req.region, req.region_crs)
     with SceneReader(req.source, bundle.bands, name=req.source_name, requested_bands=req.bands) as reader:
         info = reader.info

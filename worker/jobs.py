@@ -17,7 +17,7 @@ import shapely
 from models.acquisition.planning import Budget, TileFootprint, check_coverage, plan_purchase, scale_warning
 from models.acquisition.preview import to_rgb
 from models.acquisition.scene_plan import is_scene, plan_scene, spend_single
-from models.errors import BudgetError, CoverageError
+from models.errors import CoverageError
 from models.geo.bands import sensor_warning
 from models.geo.raster import RasterTile, fill_with_band_mean, read_tile, reproject_to_grid, resampled_transform
 from models.nn.inference import classify as classify_purchase
@@ -72,8 +72,7 @@ def plan_many(payloads: list[dict[str, Any]], registry: ModelRegistry | None = N
 
 
 def _read_lr(req: PlanPayload, bundle) -> RasterTile:
-    if req.max_patches is not None and req.max_patches > bundle.grid.num_patches:
-        raise BudgetError(f"max_patches must lie in 0..{bundle.grid.num_patches}, got {req.max_patches}")
+    Budget(req.max_patches, req.max_price).check_grid(bundle.grid.num_patches)
     tile = read_tile(
         b64decode(req.tile),
         bundle.lr_size,

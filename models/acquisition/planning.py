@@ -72,6 +72,12 @@ class Budget:
         if self.max_price is not None and not (math.isfinite(self.max_price) and self.max_price >= 0):
             raise BudgetError(f"max_price must be a finite number >= 0, got {self.max_price}")
 
+    def check_grid(self, num_patches: int) -> Budget:
+        """This budget, if a tile of ``num_patches`` patches can meet it (plans, estimates and inference ask)."""
+        if self.max_patches is not None and self.max_patches > num_patches:
+            raise BudgetError(f"max_patches must lie in 0..{num_patches}, got {self.max_patches}")
+        return self
+
 
 @dataclass(frozen=True)
 class TileFootprint:

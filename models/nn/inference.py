@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.acquisition.planning import Budget
 from models.errors import BudgetError, InvalidRasterError, WrongBandCountError
 from models.nn.checkpoint import ModelBundle
 from models.nn.fusion import bundle_probs
@@ -71,8 +72,7 @@ def decide_patches(
 
     With ``max_patches`` the greedy choice (s >= 0.5) is capped to the most probable patches.
     """
-    if max_patches is not None and not 0 <= max_patches <= bundle.grid.num_patches:
-        raise BudgetError(f"max_patches must lie in 0..{bundle.grid.num_patches}, got {max_patches}")
+    Budget(max_patches).check_grid(bundle.grid.num_patches)
     lr_norm = bundle.normalise(_check_batch(bundle, lr, bundle.lr_size, "LR tile").to(_device(bundle)))
     probs = torch.sigmoid(bundle.policy(lr_norm))
     actions = budgeted_greedy_actions(probs, max_patches)

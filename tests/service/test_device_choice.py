@@ -10,8 +10,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from worker.errors import DeviceUnavailableError
-from worker.registry import ModelRegistry, choose_device
+from models.errors import DeviceUnavailableError
+from models.nn.device import choose_device
+from worker.registry import ModelRegistry
 from worker.settings import WorkerSettings
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="needs an OS feature: a machine without a CUDA GPU")

@@ -61,3 +61,16 @@ def test_pricing_that_is_not_a_json_object_is_invalid_request(api, pricing):
     response = api.post("/v1/estimates", data={**form, "pricing": pricing})
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "invalid_request" and "JSON object" in response.json()["detail"]
+
+
+def test_a_per_tile_budget_over_the_models_patches_fails_its_job_like_a_plan(api):
+    """The one budget rule (``Budget.check_grid``): 17 patches of a 16-patch grid is refused, not clipped."""
+    form = {
+        "region": geojson_text(tiles_box(0, 0, 2, 2)),
+        "region_crs": "EPSG:32618",
+        "raster_ref": "scene.tif",
+        "max_patches": "17",
+    }
+    job = wait_done(api, api.post("/v1/estimates", data=form).json()["id"])
+    assert job["state"] == "failed" and job["error"]["code"] == "invalid_budget"
+    assert "max_patches must lie in 0..16, got 17" in job["error"]["detail"]

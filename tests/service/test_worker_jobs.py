@@ -10,10 +10,11 @@ from rasterio.transform import from_origin
 from service_helpers import BANDS, BUY, X0, Y1, geotiff_bytes, lr_array
 
 from models.errors import CoverageError, WrongBandCountError
+from models.nn.device import choose_device
 from worker import jobs
 from worker.jobstore import new_job
 from worker.payloads import PricingPayload, b64encode
-from worker.registry import ModelRegistry, choose_device
+from worker.registry import ModelRegistry
 
 PRICING = PricingPayload(price_per_km2=20, min_area_km2=1, min_width_m=500, min_order_charge=100).model_dump()
 
