@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from service.errors import BrokerUnavailableError, JobFailedError
 from service.settings import Settings
-from worker.jobstore import JobStore, open_job_store
+from worker.jobstore import JobState, JobStore, open_job_store
 
 
 class JobPending(Exception):
@@ -86,7 +86,9 @@ class EmbeddedExecutor:
 
     def poll(self, job_id: str) -> tuple[str, Any]:
         # Embedded jobs finish inside their request; one left unfinished died with its process.
-        return "failed", JobFailedError("the job was interrupted (the API restarted while it ran); submit it again")
+        return JobState.FAILED.value, JobFailedError(
+            "the job was interrupted (the API restarted while it ran); submit it again"
+        )
 
     def start_estimate(self, job_id: str) -> None:
         self._estimates.put(job_id)
@@ -158,7 +160,7 @@ class CeleryExecutor:
         try:
             value = result.get(timeout=wait_s, propagate=True)
         except CeleryTimeoutError as exc:
-            raise JobPending("running" if result.state == "STARTED" else "queued") from exc
+            raise JobPending(JobState.RUNNING.value if result.state == "STARTED" else JobState.QUEUED.value) from exc
         result.forget()  # the API keeps its own copy; do not let results pile up in Redis
         return value
 
@@ -168,9 +170,9 @@ class CeleryExecutor:
         if state == "SUCCESS":
             value = result.result
             result.forget()
-            return "succeeded", value
+            return JobState.SUCCEEDED.value, value
         if state == "FAILURE":
-            return "failed", result.result
+            return JobState.FAILED.value, result.result
         return ("running" if state in ("STARTED", "RETRY") else "queued"), None
 
     def start_estimate(self, job_id: str) -> None:

@@ -8,7 +8,7 @@ from service.errors import JobNotFoundError
 from service.estimates import EstimateService
 from service.plans import PlanService
 from service.security import owned
-from worker.jobstore import Job, JobStore, cancel
+from worker.jobstore import Job, JobState, JobStore, cancel
 
 
 class JobService:
@@ -43,7 +43,7 @@ class JobService:
         out: dict[str, Any] = {k: job.get(k) for k in ("id", "kind", "state", "created", "finished", "error", "result")}
         base = f"/v1/jobs/{job['id']}"
         links = {"self": base}
-        succeeded = job["state"] == "succeeded"
+        succeeded = job["state"] == JobState.SUCCEEDED.value
         if job["kind"] == "estimate":
             out.update(
                 progress=self.estimates.progress(job),

@@ -49,7 +49,7 @@ def scene_tiles(tile: RasterTile, bundle: Any, tile_size_m: float | None = None)
 
 
 def is_scene(tile: RasterTile, bundle: Any) -> bool:
-    """More than one whole model tile: planned tile by tile, jointly (a single tile is read whole, as before).
+    """More than one whole model tile: planned tile by tile, jointly (a single tile is read whole).
 
     Only for a bundle that states its LR pixel size: without it a tile's ground size is unknown,
     and the upload is read as one tile.

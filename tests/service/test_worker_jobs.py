@@ -112,7 +112,7 @@ def test_a_tile_at_another_scale_than_the_training_tiles_is_flagged(registry, bu
     warnings = jobs.plan(payload("p", small), scaled)["plan"]["warnings"]
     assert len(warnings) == 1 and "10 m" in warnings[0] and "40 m pixels" in warnings[0]
     assert jobs.plan(payload("p", small), registry)["plan"]["warnings"] == []  # no scale in the metadata
-    # 64 px x 40 m = 2560 m: no longer squeezed into one tile but cut into 4 x 4 model tiles.
+    # 64 px x 40 m = 2560 m, four model tiles a side: cut into 4 x 4 model tiles, planned jointly.
     big = jobs.plan(payload("p", geotiff_bytes(lr_array(), descriptions=BANDS)), scaled)["plan"]
     assert big["warnings"] == [] and big["purchase"]["recommendation"] == "tiles"
     assert big["spend"]["tile_grid"]["rows"] == big["spend"]["tile_grid"]["cols"] == 4
