@@ -98,7 +98,14 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
     crs = tile.crs.to_string()
     footprint = TileFootprint(crs, tile.bounds, tuple(tile.patch_bounds(grid)))
     budget = Budget(req.max_patches, req.max_price)
-    purchase = plan_purchase(decision.probabilities, decision.selected, footprint, budget, req.pricing.profile())
+    pricing = req.pricing.profile()
+    purchase = plan_purchase(decision.probabilities, decision.selected, footprint, budget, pricing)
+    # The spend-aware decision (HR's expected gain for its price) says whether to buy; the policy's
+    # patches and the vendor minimums say what (plan_purchase). One answer, in the purchase and in spend.
+    buy_price = purchase.order.price if purchase.buys else purchase.whole_tile_quote.price
+    spend = spend_single(decision, bundle, buy_price, pricing, req)
+    if spend is not None:
+        purchase = purchase.decided(spend["tiles_bought"] == 1, f"spend-aware: {spend['reason']}")
     chosen = set(purchase.selected)
     patches = [
         {**feature, "probability": decision.probabilities[feature["id"]], "selected": feature["id"] in chosen}
@@ -118,7 +125,7 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
             "probabilities": {k: round(v, 6) for k, v in decision.lr_probabilities.items()},
         },
         warnings=_warnings(purchase, bundle) + _band_warnings(tile, bundle),
-        spend=spend_single(decision, bundle, purchase.whole_tile_quote.price, req.pricing.profile(), req),
+        spend=spend,
     )
     return {"plan": plan_doc, "artifacts": _artifacts(tile, bundle)}
 

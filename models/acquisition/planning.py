@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,26 @@ class PurchasePlan:
     patch_ids: tuple[int, ...]  # patches the recommended order covers: the HR the classifier expects
     patches_quote: Quote  # buying the selected patches
     whole_tile_quote: Quote  # buying the whole tile
+
+    @property
+    def buys(self) -> bool:
+        return self.recommendation != "none"
+
+    def decided(self, buy: bool, reason: str) -> PurchasePlan:
+        """This plan, made to buy or not as the spend-aware decision says (the value model weighs HR's
+        expected gain against the price): buying where the policy chose nothing takes the whole tile."""
+        if buy == self.buys:
+            return self
+        if buy:
+            return replace(
+                self,
+                recommendation="whole_tile",
+                reason=reason,
+                order=self.whole_tile_quote,
+                patch_ids=tuple(range(len(self.patches_metric))),
+            )
+        nothing = Quote((), 0.0, self.order.currency, False)
+        return replace(self, recommendation="none", reason=reason, order=nothing, patch_ids=())
 
     def to_dict(self, ndigits: int = 6) -> dict[str, Any]:
         patches = self.patches_metric

@@ -61,9 +61,10 @@ def is_scene(tile: RasterTile, bundle: Any) -> bool:
 
 
 def spend_single(
-    decision: Any, bundle: Any, whole_tile_price: float, pricing: PricingProfile, req: Any
+    decision: Any, bundle: Any, buy_price: float, pricing: PricingProfile, req: Any
 ) -> dict[str, Any] | None:
-    """The spend block of a one-tile plan: buy the tile's HR or not, and what each answer is expected to score."""
+    """The spend block of a one-tile plan: buy the tile's HR (at ``buy_price``) or not, within ``max_price`` /
+    toward ``target_accuracy``, and what each answer is expected to score; None for an uncalibrated bundle."""
     vm = value_model(bundle)
     if vm is None:
         return None
@@ -76,7 +77,7 @@ def spend_single(
         p_lr.reshape(1, 1),
         p_hr.reshape(1, 1),
         np.ones((1, 1), bool),
-        lambda m: whole_tile_price if m.any() else 0.0,
+        lambda m: buy_price if m.any() else 0.0,
         pricing,
         (1e9, 1e9),
         max_price=req.max_price,

@@ -34,6 +34,7 @@ def client(tmp_path: Path):
     [
         ("sample_lr_tile.tif", {}),
         ("sample_lr_tile.tif", {"max_patches": "2", "pricing": "tasking"}),
+        ("sample_lr_tile.tif", {"target_accuracy": "0.5"}),
         ("sample_lr_scene.tif", {"max_price": "300"}),
     ],
 )
@@ -47,3 +48,18 @@ def test_the_cli_prints_the_plan_the_api_answers(client, capsys, name, options):
     body = api.json()
     assert set(body) - set(cli) == PER_REQUEST - {"id"}  # nothing else is the API's own
     assert {k: v for k, v in cli.items() if k != "id"} == {k: v for k, v in body.items() if k not in PER_REQUEST}
+    # One answer: what the plan orders is what its spend block prices and scores.
+    assert body["spend"]["price"] == body["purchase"]["price"]
+    assert (body["spend"]["tiles_bought"] > 0) == (body["purchase"]["recommendation"] != "none")
+
+
+def test_a_target_the_lr_answer_already_meets_buys_nothing(client):
+    """The sample tile: the policy picks 5 patches, but 50 % is expected from LR alone, so the plan buys none."""
+    tile = ASSETS / "sample_lr_tile.tif"
+    files = {"tile": (tile.name, tile.read_bytes(), "image/tiff")}
+    default = client.post("/v1/plans", files=files).json()
+    assert default["purchase"]["recommendation"] == "whole_tile" and default["spend"]["tiles_bought"] == 1
+    met = client.post("/v1/plans", files=files, data={"target_accuracy": "0.5"}).json()
+    assert met["purchase"]["recommendation"] == "none" and met["purchase"]["patch_ids"] == []
+    assert met["purchase"]["price"] == met["spend"]["price"] == 0
+    assert met["purchase"]["reason"].startswith("spend-aware: the least price reaching the target")
