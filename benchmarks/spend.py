@@ -43,14 +43,14 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.results_md import Benchmark, git_commit, write_section  # noqa: E402
 from models.acquisition.pricing import PRESETS  # noqa: E402
 from models.acquisition.region import RegionSpec, _bits, _order  # noqa: E402
-from models.acquisition.spend import plan_spend, tile_features  # noqa: E402
+from models.acquisition.spend import ValueModel, plan_spend, tile_features  # noqa: E402
 from models.geo.footprints import metric_crs  # noqa: E402
 from models.nn.checkpoint import load_bundle  # noqa: E402
 from models.nn.inference import classify  # noqa: E402
-from models.training.spend_calibrate import calibrate, chip_outcomes, load_split, value_model_of  # noqa: E402
+from models.nn.policy import fixed_order  # noqa: E402
+from models.training.spend_calibrate import calibrate, chip_outcomes, load_split  # noqa: E402
 
 BUDGETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
-FIXED_H_ORDER = (5, 6, 9, 10, 13, 14, 1, 2, 0, 3, 4, 7, 8, 11, 12, 15)
 RANDOM_SEEDS = 5
 
 
@@ -108,11 +108,11 @@ def main() -> int:
     started = time.perf_counter()
     chips = Path(args.chips)
     bundle = load_bundle(args.bundle)
-    vm = value_model_of(bundle.metadata, lr_available=True)
+    vm = ValueModel.of_bundle(bundle.metadata)
     calibrated_in_memory = vm is None
     if vm is None:  # an uncalibrated bundle: calibrate on its validation chips here, say so
         bundle.metadata.update(calibrate(bundle, chips))
-        vm = value_model_of(bundle.metadata, lr_available=True)
+        vm = ValueModel.of_bundle(bundle.metadata)
     images, names = load_split(chips, "test")
     out = chip_outcomes(bundle, images)
     p = bundle.grid.num_patches
@@ -139,9 +139,10 @@ def main() -> int:
     picks = out["policy"] >= 0.5
     # Fixed-H at the policy's patch count per tile, classified with those patches.
     counts = picks.sum(axis=1)
+    fixed_h = list(fixed_order("fixed-h", bundle.grid))  # the order the service uses (models.nn.policy)
     fixed = np.zeros_like(picks)
     for i, k in enumerate(counts):
-        fixed[i, list(FIXED_H_ORDER[:k])] = True
+        fixed[i, fixed_h[:k]] = True
     hr_images = images.hr.float().numpy()
 
     def right_with(masks: np.ndarray) -> np.ndarray:

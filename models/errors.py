@@ -81,3 +81,15 @@ class DeviceUnavailableError(PatchDropError, RuntimeError):
     """The configured torch device is not on this machine (or not a device at all)."""
 
     code = "device_unavailable"
+
+
+class ValueModelError(CheckpointError):
+    """A bundle's value model (``models.acquisition.spend``) that is malformed or cannot be fitted."""
+
+    code = "invalid_checkpoint"
+
+
+class UncalibratedModelError(CheckpointError):
+    """A spend-aware request (a multi-tile plan, ``target_accuracy``) for a bundle without a value model."""
+
+    code = "invalid_checkpoint"

@@ -2,8 +2,10 @@
 
 ``plan`` and ``estimate`` run in this process through the worker's own pipelines
 (``worker.jobs.plan_many``, ``worker.estimates.run_all``) with the service's settings
-(``PATCHDROP_*``: pricing, limits), so they answer with the JSON the API gives for the
-same input. ``serve`` and ``worker`` start uvicorn and Celery as programs.
+(``PATCHDROP_*``: pricing, tile size limits), so they answer with the JSON the API gives
+for the same input. The region limits that protect a shared server
+(``PATCHDROP_MAX_REGION_KM2``, ``PATCHDROP_MAX_REGION_TILES``) do not apply to a run on
+one's own machine. ``serve`` and ``worker`` start uvicorn and Celery as programs.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ class EstimateService:
             bands=bands,
             max_price=max_price,
             target_accuracy=target_accuracy,
-            pricing={**self.settings.pricing.payload().model_dump(), **(pricing or {})},
+            pricing=pricing or self.settings.pricing.payload().model_dump(),  # resolved once, by the route
             redis_prefix=self.settings.redis_prefix,
         )
         self.jobs.create(new_estimate_job(payload, tenant))

@@ -173,7 +173,7 @@ class CeleryExecutor:
             return JobState.SUCCEEDED.value, value
         if state == "FAILURE":
             return JobState.FAILED.value, result.result
-        return ("running" if state in ("STARTED", "RETRY") else "queued"), None
+        return (JobState.RUNNING.value if state in ("STARTED", "RETRY") else JobState.QUEUED.value), None
 
     def start_estimate(self, job_id: str) -> None:
         from kombu.exceptions import OperationalError

@@ -79,8 +79,12 @@ class PlanService:
             self._succeed(job, value)
         elif state == JobState.FAILED.value:
             self._fail(job, value if isinstance(value, BaseException) else JobFailedError(str(value)))
-        elif state != job["state"]:
-            self.jobs.update(job["id"], state=state)
+        else:
+            # Celery forgets a result once read, so a poll racing the one that recorded the success
+            # sees PENDING: a state is only ever moved forward (queued -> running), never back.
+            current = self.jobs.get(job["id"]) or job
+            if current["state"] == JobState.QUEUED.value and state == JobState.RUNNING.value:
+                self.jobs.update(job["id"], state=state)
         return self.jobs.get(job["id"]) or job
 
     # --- plans --------------------------------------------------------------------------------

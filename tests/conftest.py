@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import gc
 import os
 import sys
 import threading
@@ -14,25 +15,32 @@ import rasterio
 from rasterio.transform import from_origin
 
 
-def _one_thread_at_a_time(build):
+def _one_ast_at_a_time(build):
     lock = threading.RLock()
 
     @functools.wraps(build)
     def call(*args, **kwargs):
         with lock:
-            return build(*args, **kwargs)
+            collecting = gc.isenabled()
+            gc.disable()  # no finalizer may run (and format a traceback) inside the AST constructor
+            try:
+                return build(*args, **kwargs)
+            finally:
+                if collecting:
+                    gc.enable()
 
     return call
 
 
-# CPython 3.11 keeps the AST constructor's recursion counter per interpreter, not per thread, so two
-# threads building ASTs at once can fail with a spurious "AST constructor recursion depth mismatch"
-# (gh-106905). This process does that: pytest rewrites modules it imports lazily while an app's
-# threads format tracebacks (3.11's traceback module parses source lines). Every AST is built by
-# ``compile`` (``ast.parse`` calls it), so it is serialised here, for the tests only; the service
-# imports matplotlib, its other user, at start-up.
+# CPython 3.11 keeps the AST constructor's recursion counter per interpreter (gh-106905): an AST
+# built while another is being built, by another thread or by a finalizer that the garbage
+# collector runs inside the first (pytest's unraisable-exception hook formats a traceback, and
+# 3.11's traceback module parses source lines), fails with a spurious "AST constructor recursion
+# depth mismatch". Every AST is built by ``compile`` (``ast.parse`` calls it), so for the tests it
+# is built one at a time with the collector paused; the service imports matplotlib, its other
+# user, at start-up.
 if sys.version_info < (3, 12):
-    builtins.compile = _one_thread_at_a_time(builtins.compile)
+    builtins.compile = _one_ast_at_a_time(builtins.compile)
 
 # The only reasons a test may be skipped in CI (CI=true): hardware or an OS feature the machine
 # lacks. A missing service (Redis, a worker) is a broken CI machine, so it fails the run.

@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.acquisition.planning import Budget
 from models.acquisition.region import RegionSpec, iter_chunks, parse_region, spec_for_model, summarize
-from models.errors import RegionTooLargeError
+from models.acquisition.spend import ValueModel
+from models.errors import RegionTooLargeError, UncalibratedModelError
 from models.geo.bands import sensor_warning
 from worker.jobstore import ACTIVE, Job, JobState, JobStore, error_body, new_job, now
 from worker.payloads import PricingPayload
@@ -76,7 +77,8 @@ def _recording_failure(store: JobStore, job_id: str, work: Callable[[], Any]) ->
     try:
         return work()
     except Exception as exc:
-        store.update(job_id, state=JobState.FAILED.value, finished=now(), error=error_body(exc, "the estimate"))
+        if (store.get(job_id) or {}).get("state") in ACTIVE:  # a job cancelled meanwhile stays cancelled
+            store.update(job_id, state=JobState.FAILED.value, finished=now(), error=error_body(exc, "the estimate"))
         raise
 
 
@@ -90,6 +92,8 @@ def start(job_id: str, store: JobStore, registry: Any) -> list[int]:
         spec = job["spec"]
         if spec is None:
             built, warnings = build_spec(EstimatePayload.model_validate(job["request"]), registry)
+            if _job(store, job_id)["state"] not in ACTIVE:  # cancelled while the raster was opened
+                return []
             spec = built.to_dict()
             store.update(job_id, spec=spec, warnings=warnings, state=JobState.RUNNING.value, touched=time.time())
         n = RegionSpec.from_dict(spec).n_chunks
@@ -105,6 +109,12 @@ def build_spec(req: EstimatePayload, registry: Any) -> tuple[RegionSpec, list[st
 
     _, bundle = registry.get(req.model)
     Budget(req.max_patches, req.max_price).check_grid(bundle.grid.num_patches)
+    policy_model = ValueModel.of_bundle(bundle.metadata, lr_available=False)
+    if (req.max_price is not None or req.target_accuracy is not None) and policy_model is None:
+        raise UncalibratedModelError(
+            f"model {bundle.metadata.get('model_id')} has no value model, which max_price and target_accuracy "
+            "need: run `python -m models.training.spend_calibrate --bundle <checkpoint>`"
+        )
     region, region_crs = parse_region(req.region, req.region_crs)
     with SceneReader(req.source, bundle.bands, name=req.source_name, requested_bands=req.bands) as reader:
         info = reader.info
@@ -120,7 +130,7 @@ def build_spec(req: EstimatePayload, registry: Any) -> tuple[RegionSpec, list[st
         max_patches=req.max_patches,
         cloud_threshold=req.cloud_threshold,
         # Region estimates run the policy only (their time budget): the policy-feature value model.
-        value_model=bundle.metadata.get("value_model_policy"),
+        value_model=policy_model.to_dict() if policy_model else None,
         max_price=req.max_price,
         target_accuracy=req.target_accuracy,
     )

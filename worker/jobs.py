@@ -102,8 +102,10 @@ def _plan_result(req: PlanPayload, model_id: str, bundle, tile: RasterTile, deci
     purchase = plan_purchase(decision.probabilities, decision.selected, footprint, budget, pricing)
     # The spend-aware decision (HR's expected gain for its price) says whether to buy; the policy's
     # patches and the vendor minimums say what (plan_purchase). One answer, in the purchase and in spend.
+    # A user's own patch cap (max_patches) fixes the purchase; the spend block then only describes it.
     buy_price = purchase.order.price if purchase.buys else purchase.whole_tile_quote.price
-    spend = spend_single(decision, bundle, buy_price, pricing, req)
+    fixed = purchase.buys if req.max_patches is not None else None
+    spend = spend_single(decision, bundle, buy_price, pricing, req, bought=fixed)
     if spend is not None:
         purchase = purchase.decided(spend["tiles_bought"] == 1, f"spend-aware: {spend['reason']}")
     chosen = set(purchase.selected)

@@ -28,18 +28,9 @@ from models.acquisition.region import (
     tiles_order,
 )
 from models.acquisition.spend import SpendPlan, ValueModel, plan_spend, tile_features
-from models.errors import PatchDropError
+from models.errors import BudgetError, UncalibratedModelError
 from models.geo.footprints import WGS84, bounds_in, geojson, metric_crs, transform_geometry
 from models.geo.raster import RasterTile
-
-
-class UncalibratedModelError(PatchDropError):
-    code = "invalid_checkpoint"
-
-
-def value_model(bundle: Any) -> ValueModel | None:
-    d = bundle.metadata.get("value_model")
-    return ValueModel.from_dict(d) if d else None
 
 
 def scene_tiles(tile: RasterTile, bundle: Any, tile_size_m: float | None = None) -> tuple[int, int, int]:
@@ -60,29 +51,55 @@ def is_scene(tile: RasterTile, bundle: Any) -> bool:
     return rows * cols >= 2
 
 
+def _uncalibrated(bundle: Any, what: str) -> str:
+    return (
+        f"model {bundle.metadata.get('model_id')} has no value model, which {what} needs: run "
+        "`python -m models.training.spend_calibrate --bundle <checkpoint>`"
+    )
+
+
 def spend_single(
-    decision: Any, bundle: Any, buy_price: float, pricing: PricingProfile, req: Any
+    decision: Any, bundle: Any, buy_price: float, pricing: PricingProfile, req: Any, bought: bool | None = None
 ) -> dict[str, Any] | None:
-    """The spend block of a one-tile plan: buy the tile's HR (at ``buy_price``) or not, within ``max_price`` /
-    toward ``target_accuracy``, and what each answer is expected to score; None for an uncalibrated bundle."""
-    vm = value_model(bundle)
+    """The spend block of a one-tile plan: buy the tile's HR (at ``buy_price``) or not, and what each answer
+    is expected to score; None for an uncalibrated bundle.
+
+    ``bought`` None: the spend-aware choice, within ``max_price`` / toward ``target_accuracy``. True or
+    False: the purchase is fixed by the user's own patch cap (``max_patches``) and only described.
+    """
+    vm = ValueModel.of_bundle(bundle.metadata)
     if vm is None:
+        if req.target_accuracy is not None:
+            raise UncalibratedModelError(_uncalibrated(bundle, "target_accuracy"))
         return None
     names = bundle.class_names
     feats = tile_features(
         np.asarray([decision.probabilities]), np.asarray([[decision.lr_probabilities[n] for n in names]])
     )
     p_lr, p_hr = vm.predict(feats)
-    plan = plan_spend(
-        p_lr.reshape(1, 1),
-        p_hr.reshape(1, 1),
-        np.ones((1, 1), bool),
-        lambda m: buy_price if m.any() else 0.0,
-        pricing,
-        (1e9, 1e9),
-        max_price=req.max_price,
-        target_accuracy=req.target_accuracy,
-    )
+    if bought is None:
+        plan = plan_spend(
+            p_lr.reshape(1, 1),
+            p_hr.reshape(1, 1),
+            np.ones((1, 1), bool),
+            lambda m: buy_price if m.any() else 0.0,
+            pricing,
+            (1e9, 1e9),
+            max_price=req.max_price,
+            target_accuracy=req.target_accuracy,
+        )
+    else:
+        lr, hr = float(p_lr[0]), float(p_hr[0])
+        plan = SpendPlan(
+            mask=np.full((1, 1), bought),
+            price=buy_price if bought else 0.0,
+            expected_accuracy=hr if bought else lr,
+            expected_accuracy_none=lr,
+            expected_accuracy_full=hr,
+            full_price=buy_price,
+            reason=f"the purchase max_patches={req.max_patches} allows",
+            curve=((0.0, lr), (buy_price, hr)),
+        )
     return {**plan.summary(pricing.currency), "value_model_feature": vm.feature, "tiles_bought": int(plan.mask.sum())}
 
 
@@ -96,11 +113,14 @@ def plan_scene(
     """
     from models.geo.raster import SceneReader
 
-    vm = value_model(bundle)
-    if vm is None:
-        raise UncalibratedModelError(
-            f"model {model_id} has no value model: run `python -m models.training.spend_calibrate --bundle <checkpoint>`"
+    if req.max_patches is not None:
+        raise BudgetError(
+            "max_patches caps the patches of one model tile; this upload is several model tiles, bought as "
+            "whole tiles: use max_price or target_accuracy"
         )
+    vm = ValueModel.of_bundle(bundle.metadata)
+    if vm is None:
+        raise UncalibratedModelError(_uncalibrated(bundle, "an upload larger than one model tile"))
     pricing = req.pricing.profile()
     crs = tile.crs.to_string()
     bounds = tile.bounds

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from models.acquisition.pricing import PricingProfile
-from models.errors import BudgetError, PatchDropError
+from models.errors import BudgetError, ValueModelError
 from models.geo.raster import label4
 
 FEATURES = ("lr_margin", "lr_max", "lr_entropy", "policy_mean", "policy_max", "policy_count")
@@ -44,10 +44,6 @@ LR_FEATURES = ("lr_margin", "lr_max", "lr_entropy")  # need the LR classifier's 
 CLOSING_RADII = (0, 1, 2, 3)  # closing radius r (tiles): gaps up to 2r tiles between wanted tiles are bought
 N_THRESHOLDS = 16
 MAX_EXACT = 60  # candidates priced exactly (polygons + billing engine)
-
-
-class ValueModelError(PatchDropError):
-    pass
 
 
 def tile_features(policy_probs: np.ndarray, lr_probs: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -105,6 +101,13 @@ class ValueModel:
             "counts": list(self.counts),
             "info": self.info,
         }
+
+    @classmethod
+    def of_bundle(cls, metadata: dict[str, Any], lr_available: bool = True) -> ValueModel | None:
+        """A bundle's value model for the features at hand: all of them (the LR classifier ran) or the
+        policy's only (region estimates); None for a bundle that was never calibrated."""
+        d = metadata.get("value_model" if lr_available else "value_model_policy")
+        return cls.from_dict(d) if d else None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ValueModel:

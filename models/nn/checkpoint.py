@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,13 @@ REQUIRED_METADATA = (
     "grid",
     "architecture",
 )
+
+
+def standardise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(x - band mean) / band std per band of (B, C, H, W): the one normalisation, in training and serving."""
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device)[:, None, None]
+    s = torch.tensor(std, dtype=torch.float32, device=x.device)[:, None, None]
+    return (x.float() - m) / s
 
 
 @dataclass
@@ -86,9 +94,7 @@ class ModelBundle:
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Raw band values (B, C, H, W) -> the standardised units the networks were trained on."""
-        mean = torch.tensor(self.metadata["band_mean"], dtype=x.dtype, device=x.device)
-        std = torch.tensor(self.metadata["band_std"], dtype=x.dtype, device=x.device)
-        return (x - mean[:, None, None]) / std[:, None, None]
+        return standardise(x, self.metadata["band_mean"], self.metadata["band_std"])
 
 
 def build_bundle(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from models.datasets.base import ImageSet
+from models.nn.checkpoint import standardise
 from models.nn.grid import downsample
 
 
@@ -20,12 +21,13 @@ class Batch:
 
 
 class Normaliser:
+    """The bundle's band statistics applied to training batches (``models.nn.checkpoint.standardise``)."""
+
     def __init__(self, mean: list[float], std: list[float], device: torch.device) -> None:
-        self.mean = torch.tensor(mean, device=device)[:, None, None]
-        self.std = torch.tensor(std, device=device)[:, None, None]
+        self.mean, self.std = list(mean), list(std)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - self.mean) / self.std
+        return standardise(x, self.mean, self.std)
 
 
 def iterate(

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.acquisition.spend import FEATURES, LR_FEATURES, ValueModel, fit_value_model, tile_features
+from models.acquisition.spend import FEATURES, LR_FEATURES, fit_value_model, tile_features
 from models.datasets.base import ImageSet
 from models.datasets.chips import SPLITS_FILE, load_chips, read_splits_file, scan_chip_folder
 from models.nn.checkpoint import ModelBundle, load_bundle, save_bundle
@@ -81,13 +81,6 @@ def calibrate(bundle: ModelBundle, chips: str | Path, bins: int = 8) -> dict[str
     for m in (full, pol):
         m.info["all_patches_accuracy"] = float(out["hr_right"].mean())
     return {"value_model": full.to_dict(), "value_model_policy": pol.to_dict()}
-
-
-def value_model_of(metadata: dict, lr_available: bool) -> ValueModel | None:
-    """The bundle's value model for the features at hand (None: the bundle was never calibrated)."""
-    key = "value_model" if lr_available else "value_model_policy"
-    d = metadata.get(key)
-    return ValueModel.from_dict(d) if d else None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -147,6 +147,36 @@ def test_cancel_stops_a_job_between_chunks(store, registry, scene):
     assert store.chunk_indexes(job_id) == {0}
 
 
+def test_a_cancel_while_the_raster_is_opened_is_kept(store, registry, scene, monkeypatch):
+    """DELETE between reading the job and fixing its grid: the job stays cancelled and runs nothing."""
+    job_id = submit(store, scene, tiles_box(0, 0, 10, 10), chunk_tiles=10)
+    build = estimates.build_spec
+
+    def slow_open(req, reg):
+        built = build(req, reg)
+        cancel(job_id, store)  # the user's DELETE lands while the raster is opened
+        return built
+
+    monkeypatch.setattr(estimates, "build_spec", slow_open)
+    assert estimates.start(job_id, store, registry) == []
+    job = store.get(job_id)
+    assert job["state"] == "cancelled" and job["spec"] is None and store.chunk_indexes(job_id) == set()
+
+
+def test_a_cancel_before_a_failure_is_kept(store, registry, scene, monkeypatch):
+    job_id = submit(store, scene, tiles_box(20, 20, 30, 30))  # beside the raster: build_spec fails
+    build = estimates.build_spec
+
+    def cancelled_then_failing(req, reg):
+        cancel(job_id, store)
+        return build(req, reg)
+
+    monkeypatch.setattr(estimates, "build_spec", cancelled_then_failing)
+    with pytest.raises(RegionError):
+        estimates.start(job_id, store, registry)
+    assert store.get(job_id)["state"] == "cancelled" and store.get(job_id)["error"] is None
+
+
 def test_a_region_beside_the_raster_fails_the_job_with_its_code(store, registry, scene):
     job_id = submit(store, scene, tiles_box(20, 20, 30, 30))
     with pytest.raises(RegionError):

@@ -83,3 +83,30 @@ def test_a_scene_plan_cannot_be_classified_and_bad_pricing_is_refused(real, scen
     assert response.status_code == 422 and response.json()["code"] == "invalid_grid"
     bad = post(real, scene_bytes, pricing=json.dumps({"price_per_km2": float("inf")}).replace("inf", "Infinity"))
     assert bad.status_code == 422 and "pricing" in bad.json()["detail"]
+
+
+def test_fields_a_plan_cannot_honour_are_refused_not_ignored(real, scene_bytes):
+    """max_patches caps one tile's patches; a scene is bought as whole tiles: said, not silently dropped."""
+    capped = post(real, scene_bytes, max_patches="3")
+    assert capped.status_code == 422 and capped.json()["code"] == "invalid_budget"
+    assert "max_patches" in capped.json()["detail"] and "max_price or target_accuracy" in capped.json()["detail"]
+
+
+def test_an_uncalibrated_model_refuses_to_aim_at_an_accuracy(tmp_path):
+    from fastapi.testclient import TestClient
+    from service_helpers import embedded_settings, random_bundle
+
+    from models.nn.checkpoint import save_bundle
+    from service.app import create_app
+
+    bundle = random_bundle()
+    for key in ("value_model", "value_model_policy"):
+        bundle.metadata.pop(key)
+    path = save_bundle(bundle, tmp_path / "uncalibrated.pt")
+    tile = (ASSETS / "sample_lr_tile.tif").read_bytes()
+    with TestClient(create_app(embedded_settings(tmp_path, path))) as client:
+        files = {"tile": ("t.tif", tile, "image/tiff")}
+        assert client.post("/v1/plans", files=files).status_code == 201  # no target: the plan, without spend
+        aimed = client.post("/v1/plans", files=files, data={"target_accuracy": "0.9"})
+    assert aimed.status_code == 503 and aimed.json()["code"] == "invalid_checkpoint"
+    assert "no value model" in aimed.json()["detail"] and "target_accuracy" in aimed.json()["detail"]

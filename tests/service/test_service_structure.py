@@ -73,6 +73,7 @@ def _models_imports(package: str) -> dict[str, set[str]]:
         ("worker", {*TORCH_FREE, "models.nn"}),
         ("models/geo", {"models.geo", "models.errors"}),
         ("models/acquisition", {"models.geo", "models.acquisition", "models.errors"}),
+        ("models/nn", {"models.geo", "models.acquisition", "models.nn", "models.errors", "models.assets"}),
     ],
 )
 def test_each_layer_imports_only_the_models_packages_it_may(package, allowed):
@@ -106,8 +107,9 @@ def _imports(package: str) -> dict[str, set[str]]:
 @pytest.mark.parametrize(
     "package, forbidden",
     [
-        ("models", {"fastapi", "starlette", "celery", "kombu", "service", "worker"}),
-        ("worker", {"fastapi", "starlette", "service"}),
+        ("models", {"fastapi", "starlette", "celery", "kombu", "service", "worker", "patchdrop"}),
+        ("worker", {"fastapi", "starlette", "service", "patchdrop"}),
+        ("service", {"patchdrop"}),
     ],
 )
 def test_layers_point_one_way(package, forbidden):
@@ -125,19 +127,33 @@ def test_service_modules_import_torch_only_lazily():
         assert not (names | modules) & heavy, path
 
 
-def _codes(module) -> set[str]:
-    return {
-        obj.code
-        for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, PatchDropError) and obj.__module__ == module.__name__
-    }
+def _all_errors() -> set[type[PatchDropError]]:
+    """Every PatchDropError subclass defined anywhere in models/, worker/ and service/."""
+    import importlib
+    import pkgutil
+
+    import models
+    import service
+    import worker
+
+    for package in (models, worker, service):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(info.name)
+    found, todo = set(), [PatchDropError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.add(sub)
+                todo.append(sub)
+    return found
 
 
 def test_every_error_the_api_can_raise_has_a_status():
-    training_only = {"patchdrop_error", "dataset_not_found", "invalid_dataset"}
-    codes = (_codes(model_errors) - training_only) | _codes(worker_errors) | _codes(service_errors)
+    training_only = {"dataset_not_found", "invalid_dataset"}
+    codes = {error.code for error in _all_errors()} - training_only
     unmapped = {c for c in codes if c not in STATUS_BY_CODE}
     assert not unmapped
+    assert "patchdrop_error" not in codes, [e for e in _all_errors() if e.code == "patchdrop_error"]
     request_errors = {
         "invalid_raster", "wrong_band_count", "wrong_bands", "empty_raster", "tile_too_large",
         "upload_too_large", "hr_not_covering", "invalid_budget", "unknown_model", "plan_not_found",

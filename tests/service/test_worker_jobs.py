@@ -147,3 +147,23 @@ def test_every_kind_of_job_is_served_by_one_route_and_one_schema(client):
     assert set(paths["/v1/jobs/{job_id}"]) == {"get", "delete"}
     schema = client.app.openapi()["components"]["schemas"]["JobPublic"]
     assert schema["properties"]["kind"]["enum"] == ["plan", "classify", "estimate"]
+
+
+@pytest.mark.parametrize("mode", ["embedded"])
+def test_a_poll_that_lost_the_race_never_moves_a_job_back(make_client, mode, monkeypatch):
+    """Celery forgets a result once read: a second poll sees PENDING after the first recorded the success."""
+    from worker.jobstore import new_job
+
+    plans = make_client().app.state.plans
+    job = new_job("plan", "public", plan_id="p")
+    job["state"] = "running"
+    plans.jobs.create(job)
+    plans.jobs.update(job["id"], state="succeeded")  # recorded by the poll that read the result
+    monkeypatch.setattr(plans.executor, "poll", lambda job_id: ("queued", None))
+    assert plans.refresh(job)["state"] == "succeeded"
+    queued = new_job("plan", "public", plan_id="q")
+    plans.jobs.create(queued)
+    monkeypatch.setattr(plans.executor, "poll", lambda job_id: ("running", None))
+    assert plans.refresh(queued)["state"] == "running"
+    monkeypatch.setattr(plans.executor, "poll", lambda job_id: ("queued", None))
+    assert plans.refresh(plans.jobs.get(queued["id"]))["state"] == "running"
