@@ -318,17 +318,22 @@ def _verdict(d: dict) -> list[str]:
     ]
     for b in (0.1, 0.2, 0.3, 0.4):
         ours = sa[b]
-        wins = []
+        wins, ties = [], []
         for m in BASELINES:
             q = next(p for p in d["curves"][m] if round(p["spend"], 2) == b)
-            if q["accuracy"] > ours["accuracy"] + 1e-9:
-                diff = 100 * (q["accuracy"] - ours["accuracy"])
-                noise = "within 1 SE" if diff <= 100 * max(q["se"], ours["se"]) else "beyond 1 SE"
-                wins.append(f"{m} +{diff:.2f} pt ({noise})")
-        out.append(
-            f"- at {100 * b:.0f} %: spend_aware {100 * ours['accuracy']:.2f} % for {ours['price']:.0f} "
-            + ("— at least as accurate as every baseline: **met**" if not wins else "— **not met**: " + "; ".join(wins))
+            diff = 100 * (ours["accuracy"] - q["accuracy"])
+            se = 100 * (ours["se"] ** 2 + q["se"] ** 2) ** 0.5  # unpaired: conservative on the same tiles
+            if diff < 0:
+                wins.append(f"{m} {-diff:+.2f} ± {se:.2f} pt")
+            elif diff < 2 * se:
+                ties.append(f"{m} {diff:+.2f} ± {se:.2f}")
+        verdict = (
+            "— **not met**: " + "; ".join(wins)
+            if wins
+            else "— at least as accurate as every baseline: **met**"
+            + (f" (a tie within 2 SE with {', '.join(ties)} pt)" if ties else " (beyond 2 SE of each)")
         )
+        out.append(f"- at {100 * b:.0f} %: spend_aware {100 * ours['accuracy']:.2f} % for {ours['price']:.0f} " + verdict)
     cal = d["calibration"]
     out.append(
         f"- expected vs measured accuracy of the spend-aware orders: max |difference| {cal['max_abs_pt']:.2f} pt "
@@ -371,7 +376,7 @@ def write_spend_section() -> None:
             f"{p['min_width_m']:.0f} m min width, USD {p['min_order_charge']:.0f} min order); full HR "
             f"{d['full_price']:.2f} {d['currency']}",
             "",
-            f"`{d['command']}` — {d['date']}, commit `{d['commit'][:12]}`, {d['seconds']} s; planner "
+            f"`{d['command']}` — {d['date']}, commit `{d['commit'][:12]}{'-dirty' if d['commit'].endswith('-dirty') else ''}`, {d['seconds']} s; planner "
             f"{d['planner_seconds_per_plan']} s per plan.",
             "",
             *_table(d),
@@ -387,9 +392,11 @@ def write_spend_section() -> None:
         lines += [
             f"Why the curves are this close: on this strip full HR beats LR only by {gain:.2f} pt, and even "
             f"the oracle gains {best:.2f} pt; the value model captured {score:.2f} of the oracle's gain on the "
-            "validation split. Where a baseline beats spend_aware it is by less than one SE: the value model "
-            "predicts which tiles HR changes only weakly, so ordering by it and by chance are hard to tell apart "
-            "on 540 tiles. The calibration offset comes from the split, not the planner: the expected accuracies "
+            "validation split. With the feature `lr_max` the value model ranks tiles as lr_uncertainty does, so "
+            "what separates the two is the planner (contiguous, orderable groups priced by the billing engine) "
+            "against a prefix of scattered tiles. The oracle is a per-tile order (HR right and LR wrong first) "
+            "bought as prefixes like the baselines, not a bound on the planner: under the minimum areas the "
+            "planner can beat it at small budgets. The calibration offset comes from the split, not the planner: the expected accuracies "
             "are averages on the validation strip, where this bundle scores "
             f"{100 * a['value_model']['lr_accuracy_on_validation']:.2f} % from LR and "
             f"{100 * a['value_model']['hr_accuracy_on_validation']:.2f} % with HR, against "
