@@ -29,11 +29,16 @@ class Benchmark:
 
 
 def git_commit() -> str:
-    """HEAD, with ``-dirty`` when tracked files differ from it: results name the code they measured."""
+    """HEAD, with ``-dirty`` when tracked code differs from it: results name the code they measured (the
+    benchmarks' own outputs, which a run rewrites, do not count)."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        outputs = [":!benchmarks/results", ":!benchmarks/RESULTS.md", ":!benchmarks/reports"]
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
         )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
