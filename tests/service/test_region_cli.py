@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from region_helpers import geojson_text, tiles_box, write_scene
 from service_helpers import BUY
 
@@ -37,3 +38,25 @@ def test_allowed_url_prefixes_pass_the_allow_list_as_given(tmp_path):
     assert resolve_source(url, settings) == url
     (tmp_path / "a.tif").write_bytes(b"x")
     assert resolve_source("a.tif", settings) == str((tmp_path / "a.tif").resolve())
+
+
+@pytest.mark.parametrize("mode", ["embedded"])
+def test_the_cli_writes_the_result_the_api_answers(make_client, mode, data_root, bundle_path, tmp_path):
+    """One estimate pipeline: ``patchdrop estimate`` and ``POST /v1/estimates`` agree on the same input."""
+    from region_helpers import FREE_PRICING, wait_done
+
+    region = geojson_text(tiles_box(0, 0, 10, 10))
+    pricing = json.dumps(FREE_PRICING)
+    client = make_client(data_root=data_root, upload_dir=tmp_path / "uploads")
+    form = {"region": region, "region_crs": "EPSG:32618", "raster_ref": "scene.tif", "pricing": pricing}
+    job = wait_done(client, client.post("/v1/estimates", data=form).json()["id"])
+    assert job["state"] == "succeeded", job
+    (tmp_path / "region.geojson").write_text(region)
+    code = main([
+        "estimate", str(tmp_path / "region.geojson"), str(data_root / "scene.tif"), "--region-crs", "EPSG:32618",
+        "--out", str(tmp_path / "out"), "--checkpoint", str(bundle_path), "--pricing", pricing, "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    api = dict(job["result"])
+    assert json.loads((tmp_path / "out" / "order.geojson").read_text()) == api.pop("order_geojson")
+    assert json.loads((tmp_path / "out" / "estimate.json").read_text()) == api

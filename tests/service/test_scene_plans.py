@@ -71,10 +71,12 @@ def test_a_target_accuracy_under_the_tasking_preset(real, scene_bytes):
     plan = post(real, scene_bytes, target_accuracy="0.99", pricing="tasking").json()
     spend = plan["spend"]
     assert plan["pricing"]["preset"] == "tasking" and plan["pricing"]["min_area_km2"] == 25.0
-    # 0.99 is above what full HR is expected to reach: the most accurate order, and it says so.
-    assert "out of reach" in spend["reason"] or spend["expected_accuracy"] >= 0.99
-    for poly in plan["purchase"]["order"]["polygons"]:
-        assert poly["billable_area_km2"] >= 25.0
+    # 0.99 is above what full HR is expected to reach: the most accurate order on the curve, and it says so.
+    assert spend["expected_accuracy_full_hr"] < 0.99 and "out of reach" in spend["reason"]
+    assert spend["expected_accuracy"] == max(p["expected_accuracy"] for p in spend["curve"])
+    polygons = plan["purchase"]["order"]["polygons"]
+    assert polygons and spend["tiles_bought"] > 0
+    assert all(poly["billable_area_km2"] >= 25.0 for poly in polygons)
 
 
 def test_a_scene_plan_cannot_be_classified_and_bad_pricing_is_refused(real, scene_bytes):

@@ -33,6 +33,13 @@ assert not loaded, loaded[:5]
     assert result.returncode == 0, result.stderr
 
 
+def test_the_api_imports_matplotlib_at_start_up_not_in_a_request_thread():
+    """Its import parses settings with ``ast``, which CPython 3.11 cannot do in two threads at once (gh-106905)."""
+    code = "import sys, service.app; assert 'matplotlib.figure' in sys.modules"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 TORCH_FREE = ("models.geo", "models.acquisition", "models.errors", "models.assets")
 
 
