@@ -120,3 +120,23 @@ def test_hard_positives_hide_the_policys_top_patches():
     for x in ctx.bundle.hr_classifier.seen:
         kept = x[:, 0].reshape(len(x), 4, 4, 4, 4).abs().amax(dim=(2, 4)).reshape(len(x), 16) > 0
         assert kept[:, 15].logical_not().all() and kept[:, :12].all()
+
+
+def _fair_comparison():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fair_comparison.py"
+    spec = importlib.util.spec_from_file_location("fair_comparison", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_difference_under_two_standard_errors_is_a_tie():
+    fc = _fair_comparison()
+    assert fc.verdict(0.5, 0.45) == "tie (within noise)"
+    assert fc.verdict(1.0, 0.45) == "met" and fc.verdict(-1.0, 0.45) == "missed"
+    assert fc.verdict(2.5, 0.45, need=2.0).startswith("not shown") and fc.verdict(3.0, 0.45, need=2.0) == "met"
+    d, se = fc.diff({"accuracy": 90.0, "se": 0.3}, {"accuracy": 89.0, "se": 0.4})
+    assert d == pytest.approx(1.0) and se == pytest.approx(0.5)
