@@ -3,7 +3,8 @@
     python -m models.train chain --benchmark fashion_mnist --out runs/fmnist
 
 Each stage reads the previous stage's bundle from ``--out`` and writes its own:
-classifiers.pt -> pt.pt -> ft1.pt -> ft2.pt; baselines-<name>.pt; then a report.
+classifiers.pt -> pt.pt -> ft1.pt -> ft2.pt; baseline-<name>.pt (Fixed-H, Fixed-V, Stochastic,
+Random), baseline-stn.pt (STN), lr-kd.pt (LR classifier with KD); hard positives and CutOut; then a report.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from models.datasets.base import Splits
 from models.nn.checkpoint import ModelBundle, build_bundle, git_commit, load_bundle, save_bundle
 from models.nn.device import choose_device
+from models.nn.policy import BASELINE_BUYS
 from models.training import evaluate as ev
 from models.training import stages
 from models.training.config import TrainConfig
@@ -155,38 +157,96 @@ def cmd_ft2(run: Run) -> None:
     _agent_stage(run, "ft2", "ft1.pt", "ft2.pt")
 
 
-def cmd_baselines(run: Run, names: list[str]) -> None:
-    """Each baseline's classifier finetuned on its own masks at the budgets Ft-1 and Ft-2 chose."""
-    budgets = []
-    for f in ("ft1.pt", "ft2.pt"):
+def _patchdrop_budgets(run: Run) -> dict[str, float]:
+    """Mean S of Ft-1 and Ft-2 on validation, as their bundles recorded it."""
+    budgets = {}
+    for stage, f in (("Ft-1", "ft1.pt"), ("Ft-2", "ft2.pt")):
         if run.path(f).exists():
             meta = run.load(f).metadata
-            budgets.append(meta["metrics"][meta["stage"]]["patches"])
+            budgets[stage] = meta["metrics"][meta["stage"]]["patches"]
     if not budgets:
         raise SystemExit("run ft1 (and ft2) first: baselines are trained at PatchDrop's budgets")
-    mean_patches = sum(budgets) / len(budgets)
+    return budgets
+
+
+def cmd_baselines(run: Run, names: list[str]) -> None:
+    """Each baseline's classifier finetuned on its own masks in PatchDrop's budget regime.
+
+    Mean budget: the mean of Ft-1's and Ft-2's S; with ``budget_mix`` also every k (see
+    ``stages.finetune_baseline``), so each baseline is trained for the k it is tested at.
+    """
+    budgets = _patchdrop_budgets(run)
+    mean_patches = sum(budgets.values()) / len(budgets)
     for name in names:
         bundle = run.load("classifiers.pt")
         t = time.time()
         metrics = stages.finetune_baseline(run.context(bundle, distill=True), name, mean_patches)
-        bundle.metadata["baseline"] = {"name": name, "mean_patches": mean_patches}
+        bundle.metadata["baseline"] = {
+            "name": name, "mean_patches": mean_patches, "buys": BASELINE_BUYS[name],
+            "budget_mix": run.cfg.budget_mix, "budget_k_min": run.cfg.budget_k_min,
+            "epochs": run.cfg.baseline_epochs or run.cfg.ft1_epochs,
+        }  # fmt: skip
         run.save(bundle, f"baseline-{name}.pt", f"baseline-{name}", metrics, time.time() - t)
 
 
+def cmd_stn(run: Run) -> None:
+    """The STN baseline: a zoom window of S(Ft-1) patches' area, placed by a localisation network."""
+    from models.nn.stn import build_locator, window_side
+
+    s_ft1 = _patchdrop_budgets(run).get("Ft-1")
+    if s_ft1 is None:
+        raise SystemExit("run ft1 first: the STN zooms on S(Ft-1) patches' area")
+    bundle = run.load("classifiers.pt")
+    cfg = run.cfg
+    locator = build_locator(len(bundle.bands), cfg.policy_depth, cfg.policy_width)
+    bundle.policy = locator
+    bundle.metadata["architecture"]["policy"] = locator.config.to_dict()
+    side = window_side(s_ft1, bundle.grid.num_patches)
+    ctx = run.context(bundle, distill=True)
+    t = time.time()
+    metrics = stages.train_stn(ctx, bundle.policy, side, s_ft1)
+    bundle.metadata["stn"] = {"side": side, "mean_patches": s_ft1, "budget_mix": cfg.budget_mix,
+                              "epochs": cfg.baseline_epochs or cfg.ft1_epochs}  # fmt: skip
+    run.save(bundle, "baseline-stn.pt", "baseline-stn", metrics, time.time() - t)
+
+
+def cmd_lr_kd(run: Run) -> None:
+    """The LR classifier improved by knowledge distillation from the HR classifier (the paper's KD)."""
+    bundle = run.load("classifiers.pt")
+    teacher = run.load("classifiers.pt").hr_classifier.eval().requires_grad_(False)
+    ctx = stages.Context(bundle.to(run.device), run.splits, run.cfg, run.device, teacher)
+    t = time.time()
+    metrics = stages.train_lr_kd(ctx)
+    bundle.metadata["lr_kd"] = {"weight": run.cfg.lr_kd_weight, "temperature": run.cfg.distill_temperature,
+                                "epochs": run.cfg.lr_cls_epochs}  # fmt: skip
+    run.save(bundle, "lr-kd.pt", "lr-kd", metrics, time.time() - t)
+
+
+# Augmentation runs of ``hard-positives``: (report label, mode, fill). The paper zeroes hidden patches.
+AUGMENTATIONS = (
+    ("Hard positives", "hard-positives", "zeros"),
+    ("Hard positives (LR-filled)", "hard-positives", "lr"),
+    ("CutOut", "cutout", "zeros"),
+    ("CutOut (LR-filled)", "cutout", "lr"),
+    ("Control (same epochs, full images)", "control", "lr"),
+)
+
+
 def cmd_hard_positives(run: Run) -> dict[str, Any]:
-    """Finetune the HR classifier with and without hard positives; test accuracy on full HR images."""
+    """Finetune the HR classifier with hard positives, with CutOut, and without; test on full HR images."""
     policy = run.load("ft1.pt").policy
     out = {}
-    for use_policy in (True, False):
+    n = len(run.splits.test)
+    for label, mode, fill in AUGMENTATIONS:
         bundle = run.load("classifiers.pt")
         ctx = run.context(bundle)
         t = time.time()
-        val = stages.hard_positive_finetune(ctx, policy, use_policy)
+        val = stages.augment_finetune(ctx, policy if mode == "hard-positives" else None, mode, fill)
         test_acc = stages.accuracy(ctx, bundle.hr_classifier, run.splits.test, lambda b: b.hr)
-        key = "hard_positives" if use_policy else "control_same_epochs"
-        out[key] = {"val_accuracy": round(100 * val["acc"], 2), "test_accuracy": round(100 * test_acc, 2),
-                    "seconds": round(time.time() - t, 1)}  # fmt: skip
-        log.info("%s: %s", key, out[key])
+        out[label] = {"accuracy": round(100 * test_acc, 2), "se": ev.binomial_se(test_acc, n), "patches": 16.0,
+                      "val_accuracy": round(100 * val["acc"], 2), "mode": mode, "fill": fill,
+                      "epochs": run.cfg.hard_positive_epochs, "seconds": round(time.time() - t, 1)}  # fmt: skip
+        log.info("%s: %s", label, out[label])
     ev.write_json(out, run.path("hard_positives.json"))
     return out
 
@@ -202,6 +262,10 @@ def cmd_evaluate(run: Run, results_json: Path | None, command: str) -> dict[str,
             if run.path(f"baseline-{key}.pt").exists()
         },
     )
+    if run.path("baseline-stn.pt").exists():
+        models.stn = run.load("baseline-stn.pt")
+    if run.path("lr-kd.pt").exists():
+        models.lr_kd = run.load("lr-kd.pt")
     if "Random" not in models.baselines and "Ft-1" in models.stages:
         # Without its own finetuned classifier, Random borrows PatchDrop's and says so.
         models.baselines["Random (Ft-1 classifier)"] = models.stages["Ft-1"]
@@ -218,6 +282,9 @@ def cmd_evaluate(run: Run, results_json: Path | None, command: str) -> dict[str,
     timings = {k: b.metadata["metrics"] for k, b in models.stages.items()}
     hp = run.path("hard_positives.json")
     report["hard_positives"] = json.loads(hp.read_text()) if hp.exists() else None
+    if report["hard_positives"] and "Hard positives" in report["hard_positives"]:
+        for label, m in report["hard_positives"].items():
+            report["methods"][label] = {k: m[k] for k in ("accuracy", "se", "patches")}
     report["training"] = {"config": run.cfg.to_dict(), "stage_metrics": timings}
     report["evaluation_seconds"] = round(time.time() - t, 1)
     ev.write_json(report, report_dir / "report.json")
@@ -284,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--to", type=Path, required=True, help="target checkpoint path")
     exp.add_argument("--model-id", required=True)
     exp.add_argument("--notes", default=None, help="how the model was trained and chosen, kept in its metadata")
-    for name in ("classifiers", "pt", "ft1", "ft2", "baselines", "hard-positives", "evaluate", "chain"):
+    for name in ("classifiers", "pt", "ft1", "ft2", "baselines", "stn", "lr-kd", "hard-positives", "evaluate", "chain"):
         p = sub.add_parser(name)
         p.add_argument("--benchmark", required=True, choices=["fashion_mnist", "scattered_fashion_mnist", "chips"])
         p.add_argument("--out", type=Path, required=True, help="run folder holding the stage checkpoints")
@@ -299,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--start",
             default="classifiers",
-            choices=["classifiers", "pt", "ft1", "ft2", "baselines"],
+            choices=["classifiers", "pt", "ft1", "ft2", "baselines", "stn", "lr-kd", "hard-positives", "evaluate"],
             help="chain only: resume at this stage, reusing the checkpoints before it",
         )
         p.add_argument("--results-json", type=Path, default=None, help="flat results file for benchmarks/")
@@ -325,14 +392,18 @@ def main(argv: list[str] | None = None) -> int:
         "ft1": lambda: cmd_ft1(run),
         "ft2": lambda: cmd_ft2(run),
         "baselines": lambda: cmd_baselines(run, baselines),
+        "stn": lambda: cmd_stn(run),
+        "lr-kd": lambda: cmd_lr_kd(run),
         "hard-positives": lambda: cmd_hard_positives(run),
         "evaluate": lambda: cmd_evaluate(run, args.results_json, command),
     }
     if args.command == "chain":
-        order = ["classifiers", "pt", "ft1", "ft2", "baselines"]
+        order = ["classifiers", "pt", "ft1", "ft2", "baselines", "stn", "lr-kd"]
         if run.cfg.hard_positive_epochs:
             order.append("hard-positives")
         order.append("evaluate")
+        if args.start not in order:
+            raise SystemExit(f"--start {args.start}: this chain's steps are {', '.join(order)}")
         for step in order[order.index(args.start) :]:
             steps[step]()
     else:

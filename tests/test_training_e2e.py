@@ -43,11 +43,13 @@ def test_chain_writes_loadable_checkpoints_and_report(fake_fashion_mnist, tmp_pa
         "chain", "--benchmark", "fashion_mnist", "--data-root", str(fake_fashion_mnist),
         "--out", str(out), "--baselines", "fixed-h,stochastic", "--set=eval_batch=64",
         "--set=cls_batch=64", "--set=pt_batch=64", "--set=ft_batch=64", "--threads=1", *epochs,
-        "--set=distill=0.5", "--set=sigma_ft2=2.5", "--set=budget_mix=0.5",
+        "--set=distill=0.5", "--set=sigma_ft2=2.5", "--set=budget_mix=0.5", "--set=hard_positive_epochs=1",
         "--results-json", str(results),
     ])  # fmt: skip
     assert code == 0
-    for name in ("classifiers.pt", "pt.pt", "ft1.pt", "ft2.pt", "baseline-fixed-h.pt", "baseline-stochastic.pt"):
+    stages_and_baselines = ("classifiers.pt", "pt.pt", "ft1.pt", "ft2.pt", "baseline-fixed-h.pt",
+                            "baseline-stochastic.pt", "baseline-stn.pt", "lr-kd.pt")  # fmt: skip
+    for name in stages_and_baselines:
         bundle = load_bundle(out / name)
         assert bundle.hr_size == (32, 32) and bundle.lr_size == (8, 8)
     ft2 = load_bundle(out / "ft2.pt")
@@ -67,7 +69,14 @@ def test_chain_writes_loadable_checkpoints_and_report(fake_fashion_mnist, tmp_pa
         "Fixed-H",
         "Stochastic",
         "Random (Ft-1 classifier)",
+        "Fixed-H (two-stream)",
+        "Stochastic (two-stream)",
+        "Random (Ft-1 classifier) (two-stream)",
+        "STN",
     }
+    # Baselines are trained in PatchDrop's budget regime, and say what they buy.
+    assert load_bundle(out / "baseline-fixed-h.pt").metadata["baseline"]["budget_mix"] == 0.5
+    assert "columns" in report["baselines_buy"]["Fixed-H"]
     assert [report["sweep"]["Fixed-H"][str(k)]["patches"] for k in (1, 16)] == [1.0, 16.0]
     for png in ("accuracy_vs_patches.png", "patch_heatmap.png", "examples.png"):
         assert (out / "report" / png).stat().st_size > 1000
@@ -75,7 +84,9 @@ def test_chain_writes_loadable_checkpoints_and_report(fake_fashion_mnist, tmp_pa
     exported = load_bundle(tmp_path / "default.pt")
     assert exported.metadata["model_id"] == "demo-v1" and exported.metadata["stage"] in ("ft1", "ft2")
     flat = json.loads(results.read_text())
-    assert {"date", "commit", "command", "HR", "Ft-2"} <= set(flat)
+    assert {"date", "commit", "command", "HR", "LR", "Ft-2"} <= set(flat)
+    assert {"STN @ S(Ft-1)", "LR (KD)", "Fixed-H (two-stream) @ S(Ft-2)", "Stochastic (two-stream) @ S(Ft-2)",
+            "CutOut", "CutOut (LR-filled)", "Hard positives", "Hard positives (LR-filled)"} <= set(flat)  # fmt: skip
 
 
 def test_scattered_items_lie_inside_their_masks(fake_fashion_mnist):

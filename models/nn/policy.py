@@ -13,6 +13,16 @@ from models.geo.patch_grid import PatchGrid
 FIXED_H_ORDER: tuple[int, ...] = (5, 6, 9, 10, 13, 14, 1, 2, 0, 3, 4, 7, 8, 11, 15, 12)
 FIXED_V_ORDER: tuple[int, ...] = (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3)
 BASELINES = ("fixed-h", "fixed-v", "stochastic", "random")
+# What each baseline buys first with our row-major ids (id = row * 4 + col). The paper's
+# "Fixed-H" list, read row-major, buys the two middle *columns* (a vertical band) before
+# the rest, and its "Fixed-V" list buys whole *rows* 1-3 first: the names are the paper's.
+BASELINE_BUYS = {
+    "fixed-h": "the paper's Fixed-H list 5,6,9,10,13,14,1,2,0,3,4,7,8,11,15 (+12), which with row-major ids "
+    "buys the two middle columns (rows 1, 2, 3, then 0) before the outer columns",
+    "fixed-v": "the paper's Fixed-V list 4..15 then 0..3, which with row-major ids buys whole rows 1, 2, 3, then 0",
+    "stochastic": "k patches drawn without replacement, probability decaying with the distance to the centre",
+    "random": "k patches drawn uniformly without replacement",
+}
 
 
 def explore(probs: torch.Tensor, alpha: float) -> torch.Tensor:

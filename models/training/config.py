@@ -53,8 +53,12 @@ class TrainConfig:
     # classifier finetuned on masked images (PatchDrop's and the baselines' alike); 0 = off
     distill: float = 0.0
     distill_temperature: float = 2.0
-    # hard-positive augmentation (Sec. 7 of the paper)
+    # hard-positive augmentation (Sec. 7 of the paper) and CutOut next to it, same epochs
     hard_positive_epochs: int = 0
+    # baselines (Fixed-H/V, Stochastic, Random, STN): epochs, None = Ft-1's (the same as PatchDrop's classifier)
+    baseline_epochs: int | None = None
+    # the LR classifier improved by knowledge distillation from the HR classifier (the paper's KD)
+    lr_kd_weight: float = 1.0
     # evaluation
     eval_batch: int = 250  # small batches stay in cache: ~1.5x faster than 1000 on CPU
 

@@ -21,7 +21,8 @@ from models.datasets.base import ImageSet
 from models.nn.checkpoint import ModelBundle
 from models.nn.fusion import bundle_probs, fuse, fusion_of, masked_input
 from models.nn.grid import mask_images, upsample
-from models.nn.policy import baseline_scores, first_k, fractional_k, greedy_actions
+from models.nn.policy import BASELINE_BUYS, baseline_scores, first_k, fractional_k, greedy_actions
+from models.nn.stn import stn_scores
 from models.training.batches import Normaliser, iterate
 
 
@@ -64,6 +65,8 @@ class Models:
     classifiers: ModelBundle  # pretrained HR and LR classifiers
     stages: dict[str, ModelBundle]  # "Pt", "Ft-1", "Ft-2"
     baselines: dict[str, ModelBundle] = field(default_factory=dict)  # "Fixed-H" -> finetuned classifier
+    stn: ModelBundle | None = None  # the STN baseline: localisation network in the policy slot
+    lr_kd: ModelBundle | None = None  # the LR classifier improved by distillation from HR
 
 
 BASELINE_KEYS = {
@@ -79,8 +82,13 @@ BASELINE_KEYS = {
 def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int = 0,
              device: torch.device = torch.device("cpu")) -> dict[str, Any]:
     ref = models.classifiers
-    for b in [ref, *models.stages.values(), *models.baselines.values()]:
+    extra = [b for b in (models.stn, models.lr_kd) if b is not None]
+    for b in [ref, *models.stages.values(), *models.baselines.values(), *extra]:
         b.to(device).eval()
+    # Two-stream baselines are fused with the LR classifier by Ft-2's own rule (models.nn.fusion).
+    two_stream_rule = fusion_of(models.stages["Ft-2"]) if "Ft-2" in models.stages else "paper"
+    if two_stream_rule == "hr-only":
+        two_stream_rule = "paper"
     grid, fill_mode = ref.grid, ref.fill
     norm = Normaliser(ref.metadata["band_mean"], ref.metadata["band_std"], device)
     has_items = "object_mask" in test.extra
@@ -121,6 +129,8 @@ def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int =
         tally(own, "HR", ref.hr_classifier(batch.hr).argmax(-1) == y, full, cover(full))
         lr_logits_ref = ref.lr_classifier(lr_up)
         tally(own, "LR", lr_logits_ref.argmax(-1) == y, none, cover(none))
+        if models.lr_kd is not None:
+            tally(own, "LR (KD)", models.lr_kd.lr_classifier(lr_up).argmax(-1) == y, none, cover(none))
 
         for name, b in models.stages.items():
             probs = torch.sigmoid(b.policy(batch.lr))
@@ -148,12 +158,30 @@ def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int =
             scores = baseline_scores(key, grid, len(y), gen).to(device)
             for k in range(0, P + 1):
                 a = first_k(scores, k)
-                tally(sweep.setdefault(label, {}), k, hr_pred(b, a).argmax(-1) == y, a, cover(a))
+                logits = hr_pred(b, a)
+                tally(sweep.setdefault(label, {}), k, logits.argmax(-1) == y, a, cover(a))
+                ok2 = fuse(two_stream_rule, logits, lr_logits_ref, a).argmax(-1) == y
+                tally(sweep.setdefault(f"{label} (two-stream)", {}), k, ok2, a, cover(a))
             for stage, S in stage_S.items():
                 if stage == "Pt":
                     continue
                 a = first_k(scores, fractional_k(S, len(y), gen).to(device))
-                tally(own, f"{label} @ S({stage})", hr_pred(b, a).argmax(-1) == y, a, cover(a))
+                logits = hr_pred(b, a)
+                tally(own, f"{label} @ S({stage})", logits.argmax(-1) == y, a, cover(a))
+                if stage == "Ft-2":
+                    ok2 = fuse(two_stream_rule, logits, lr_logits_ref, a).argmax(-1) == y
+                    tally(own, f"{label} (two-stream) @ S(Ft-2)", ok2, a, cover(a))
+
+        if models.stn is not None:
+            stn = models.stn
+            scores = stn_scores(stn.policy, batch.lr, stn.metadata["stn"]["side"], grid)
+            for k in range(0, P + 1):
+                a = first_k(scores, k)
+                tally(sweep.setdefault("STN", {}), k, hr_pred(stn, a).argmax(-1) == y, a, cover(a))
+            for stage, S in stage_S.items():
+                if stage != "Pt":
+                    a = first_k(scores, fractional_k(S, len(y), gen).to(device))
+                    tally(own, f"STN @ S({stage})", hr_pred(stn, a).argmax(-1) == y, a, cover(a))
 
         if has_items and "Ft-1" in models.stages:
             oracle = (item_px > 0).float()
@@ -176,6 +204,8 @@ def evaluate(models: Models, test: ImageSet, batch_size: int = 1000, seed: int =
         "sweep": {m: {k: t.result(has_items) for k, t in by_k.items()} for m, by_k in sweep.items()},
         "frequency": {k: (v.frequency / v.n).tolist() for k, v in own.items() if k in models.stages},
         "stage_patches": stage_S,
+        "two_stream_rule": two_stream_rule,
+        "baselines_buy": {label: BASELINE_BUYS[BASELINE_KEYS[label]] for label in models.baselines},
     }
 
 

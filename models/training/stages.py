@@ -14,7 +14,7 @@ from torch import nn
 from models.datasets.base import ImageSet, Splits
 from models.nn.checkpoint import ModelBundle
 from models.nn.fusion import bundle_probs, fuse, masked_input
-from models.nn.grid import upsample
+from models.nn.grid import mask_images, upsample
 from models.nn.policy import (
     action_log_prob,
     alpha_at,
@@ -59,19 +59,23 @@ class Context:
     def lr_input(self, batch: Batch) -> torch.Tensor:
         return upsample(batch.lr, batch.hr.shape[-2:])
 
-    def distill_loss(self, student_logits: torch.Tensor, batch: Batch) -> torch.Tensor | float:
+    def distill_loss(
+        self, student_logits: torch.Tensor, batch: Batch, weight: float | None = None
+    ) -> torch.Tensor | float:
         """KL from the full-image teacher to a classifier that sees masked images (Hinton et al.).
 
         The teacher's soft labels say what the missing patches would have shown, which
         plain labels cannot; the T^2 factor keeps the gradient scale independent of T.
+        ``weight`` replaces ``cfg.distill`` (the LR classifier's KD has its own weight).
         """
-        if self.teacher is None or self.cfg.distill <= 0:
+        weight = self.cfg.distill if weight is None else weight
+        if self.teacher is None or weight <= 0:
             return 0.0
         t = self.cfg.distill_temperature
         with torch.no_grad():
             target = F.log_softmax(self.teacher(batch.hr) / t, -1)
         student = F.log_softmax(student_logits / t, -1)
-        return self.cfg.distill * t * t * F.kl_div(student, target, log_target=True, reduction="batchmean")
+        return weight * t * t * F.kl_div(student, target, log_target=True, reduction="batchmean")
 
 
 def _cosine(optimizer: torch.optim.Optimizer, base: list[float], progress: float) -> None:
@@ -98,23 +102,39 @@ def train_classifier(
     *,
     batch_size: int | None = None,
     evaluate=None,
-    distill: bool = False,
+    distill: bool | float = False,
+    budget_inputs=None,
 ) -> dict[str, float]:
     """Supervised training of one classifier on ``inputs(batch)``; best epoch on validation kept.
 
     ``evaluate`` replaces the default validation (accuracy on ``inputs``) where the
-    validation inputs must differ from the training ones.
+    validation inputs must differ from the training ones. ``distill``: True for the
+    config's weight, a number for another. ``budget_inputs(part)`` adds the budget rows
+    of PatchDrop's finetuning (``budget_mix`` of each batch, in the same forward, weighted
+    ``budget_mix`` in the loss), so a baseline trains in the same budget regime.
     """
     batch_size = batch_size or ctx.cfg.cls_batch
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
     base = [lr]
+    weight = None if distill is True else float(distill)
+
+    def kd(logits: torch.Tensor, batch: Batch) -> torch.Tensor | float:
+        return ctx.distill_loss(logits, batch, weight) if distill else 0.0
 
     def step(batch: Batch, progress: float) -> dict[str, float]:
         _cosine(opt, base, progress)
-        logits = net(inputs(batch))
-        loss = F.cross_entropy(logits, batch.labels)
-        if distill:
-            loss = loss + ctx.distill_loss(logits, batch)
+        x = inputs(batch)
+        n = len(batch.labels)
+        n_budget = round(ctx.cfg.budget_mix * n) if budget_inputs is not None else 0
+        part = _head(batch, n_budget)
+        if n_budget:
+            x = torch.cat([x, budget_inputs(part)])
+        all_logits = net(x)
+        logits = all_logits[:n]
+        loss = F.cross_entropy(logits, batch.labels) + kd(logits, batch)
+        if n_budget:
+            extra = all_logits[n:]
+            loss = loss + ctx.cfg.budget_mix * (F.cross_entropy(extra, part.labels) + kd(extra, part))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -162,6 +182,16 @@ def eval_mode(net: nn.Module) -> Iterator[None]:
         net.train(was_training)
 
 
+def _head(batch: Batch, n: int) -> Batch:
+    """The first ``n`` images of a batch (the rows that also train at random budgets)."""
+    return Batch(batch.hr[:n], batch.lr[:n], batch.labels[:n], batch.index[:n])
+
+
+def random_budgets(ctx: Context, n: int, num_patches: int) -> torch.Tensor:
+    """``n`` budgets k drawn uniformly from ``budget_k_min``..P (PatchDrop's budget regime)."""
+    return torch.randint(ctx.cfg.budget_k_min, num_patches + 1, (n,), generator=ctx.generator).to(ctx.device)
+
+
 def budget_actions(ctx: Context, probs: torch.Tensor) -> torch.Tensor:
     """Masks at uniformly random budgets k in ``budget_k_min``..P for ``len(probs)`` rows.
 
@@ -170,7 +200,7 @@ def budget_actions(ctx: Context, probs: torch.Tensor) -> torch.Tensor:
     reasons, a whole tile); "both" alternates the two row by row.
     """
     cfg, n, p = ctx.cfg, len(probs), probs.shape[-1]
-    k = torch.randint(cfg.budget_k_min, p + 1, (n,), generator=ctx.generator).to(probs.device)
+    k = random_budgets(ctx, n, p).to(probs.device)
     random_scores = torch.rand(n, p, generator=ctx.generator).to(probs.device)
     if cfg.budget_masks == "policy":
         scores = probs
@@ -259,7 +289,7 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
         n_budget = round(cfg.budget_mix * len(batch.labels)) if finetune else 0
         inputs = ctx.masked(batch, sampled)
         if n_budget:
-            part = Batch(batch.hr[:n_budget], batch.lr[:n_budget], batch.labels[:n_budget], batch.index[:n_budget])
+            part = _head(batch, n_budget)
             budget = budget_actions(ctx, probs.detach()[:n_budget])
             inputs = torch.cat([inputs, ctx.masked(part, budget)])
         with torch.set_grad_enabled(finetune):
@@ -311,13 +341,24 @@ def baseline_batch_actions(ctx: Context, name: str, mean_patches: float, batch_s
 
 
 def finetune_baseline(ctx: Context, name: str, mean_patches: float) -> dict[str, float]:
-    """Finetune the pretrained HR classifier on a baseline's own masks, as long as Ft-1 ran."""
+    """Finetune the pretrained HR classifier on a baseline's own masks in PatchDrop's budget regime.
+
+    As PatchDrop's classifier in Ft-1: each batch at the baseline's masks with per-image
+    budgets whose mean is ``mean_patches`` (Ft-1's sampled masks have mean S), plus, with
+    ``budget_mix`` > 0, that share of the batch again at the baseline's first k patches for
+    k uniform in ``budget_k_min``..P; as many epochs (``baseline_epochs``, default Ft-1's).
+    """
     cfg = ctx.cfg
     net = ctx.bundle.hr_classifier
+    grid = ctx.bundle.grid
     gen = torch.Generator().manual_seed(cfg.seed + 1)
 
     def inputs(batch: Batch, g: torch.Generator = gen) -> torch.Tensor:
         return ctx.masked(batch, baseline_batch_actions(ctx, name, mean_patches, len(batch.labels), g))
+
+    def budget_inputs(part: Batch) -> torch.Tensor:
+        k = random_budgets(ctx, len(part.labels), grid.num_patches)
+        return ctx.masked(part, first_k(baseline_scores(name, grid, len(part.labels), gen).to(ctx.device), k))
 
     def val_inputs(batch: Batch) -> torch.Tensor:
         return inputs(batch, val_gen)
@@ -329,32 +370,133 @@ def finetune_baseline(ctx: Context, name: str, mean_patches: float) -> dict[str,
         return {"acc": accuracy(ctx, net, ctx.splits.val, val_inputs)}
 
     return train_classifier(
-        ctx, net, name, cfg.ft1_epochs, inputs, cfg.finetune_cls_lr, batch_size=cfg.ft_batch, evaluate=evaluate,
-        distill=True,
-    )
+        ctx, net, name, cfg.baseline_epochs or cfg.ft1_epochs, inputs, cfg.finetune_cls_lr,
+        batch_size=cfg.ft_batch, evaluate=evaluate, distill=True,
+        budget_inputs=budget_inputs if cfg.budget_mix > 0 else None,
+    )  # fmt: skip
 
 
-def hard_positive_finetune(ctx: Context, policy: nn.Module, use_policy: bool) -> dict[str, float]:
-    """Finetune the HR classifier with the policy's 1-4 top patches masked (Sec. 7), or a control run.
+def _straight_through(actions: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Hard 0/1 actions forward, the gradient of ``scores`` backward (straight-through estimator)."""
+    return actions + scores - scores.detach()
 
-    The control (``use_policy=False``) trains the same epochs on full images so the
-    difference measures the augmentation, not the extra epochs.
+
+def train_stn(ctx: Context, locator: nn.Module, side: float, mean_patches: float) -> dict[str, float]:
+    """The STN baseline: localisation network and HR classifier trained jointly on its top-k patches.
+
+    Same regime as PatchDrop's Ft-1 and the baselines: per-image budgets with mean
+    ``mean_patches`` plus ``budget_mix`` of each batch at a random k, as many epochs. The
+    classifier sees exactly the patch-masked images it is tested on; the window's place
+    learns through the straight-through gradient of its patch scores.
     """
+    from models.nn.stn import stn_scores
+
+    cfg, b = ctx.cfg, ctx.bundle
+    grid, net = b.grid, b.hr_classifier
+    gen = torch.Generator().manual_seed(cfg.seed + 3)
+    opt = torch.optim.Adam([{"params": locator.parameters(), "lr": cfg.policy_lr},
+                            {"params": net.parameters(), "lr": cfg.finetune_cls_lr}])  # fmt: skip
+    base = [g["lr"] for g in opt.param_groups]
+
+    def masked(batch: Batch, scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return ctx.masked(batch, _straight_through(first_k(scores.detach(), k), scores))
+
+    def step(batch: Batch, progress: float) -> dict[str, float]:
+        _cosine(opt, base, progress)
+        n = len(batch.labels)
+        scores = stn_scores(locator, batch.lr, side, grid)
+        k = fractional_k(mean_patches, n, gen).to(ctx.device)
+        x = masked(batch, scores, k)
+        n_budget = round(cfg.budget_mix * n)
+        part = _head(batch, n_budget)
+        if n_budget:
+            x = torch.cat([x, masked(part, scores[:n_budget], random_budgets(ctx, n_budget, grid.num_patches))])
+        all_logits = net(x)
+        logits = all_logits[:n]
+        loss = F.cross_entropy(logits, batch.labels) + ctx.distill_loss(logits, batch)
+        if n_budget:
+            extra = all_logits[n:]
+            loss = loss + cfg.budget_mix * (F.cross_entropy(extra, part.labels) + ctx.distill_loss(extra, part))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item(), "acc": (logits.argmax(-1) == batch.labels).float().mean().item()}
+
+    val_gen = torch.Generator()
+
+    @torch.inference_mode()
+    def evaluate() -> dict[str, float]:
+        val_gen.manual_seed(cfg.seed + 4)
+        locator.eval()
+        net.eval()
+        correct = 0
+        for batch in ctx.batches(ctx.splits.val, cfg.eval_batch):
+            scores = stn_scores(locator, batch.lr, side, grid)
+            a = first_k(scores, fractional_k(mean_patches, len(batch.labels), val_gen).to(ctx.device))
+            correct += int((net(ctx.masked(batch, a)).argmax(-1) == batch.labels).sum())
+        return {"acc": correct / len(ctx.splits.val)}
+
+    def modes() -> None:
+        locator.train()
+        net.train()
+
+    return fit(
+        name="stn", epochs=cfg.baseline_epochs or cfg.ft1_epochs,
+        batches=lambda: ctx.batches(ctx.splits.train, cfg.ft_batch, train=True),
+        steps_per_epoch=num_batches(ctx.splits.train, cfg.ft_batch), step=step, evaluate=evaluate,
+        score_key="acc", keep={"locator": locator, "hr_classifier": net}, train_modes=modes,
+    )  # fmt: skip
+
+
+def train_lr_kd(ctx: Context) -> dict[str, float]:
+    """The paper's KD LR improver: the LR classifier trained as ours is, plus distillation from the HR one.
+
+    Initialised from the pretrained HR classifier and trained ``lr_cls_epochs`` on upsampled
+    LR images, like the plain LR classifier; the loss adds the KL to the frozen HR classifier
+    on the HR image (weight ``lr_kd_weight``, temperature ``distill_temperature``).
+    """
+    cfg, b = ctx.cfg, ctx.bundle
+    if ctx.teacher is None:
+        raise ValueError("LR (KD) needs the HR classifier as its teacher")
+    assert b.lr_classifier is not None
+    b.lr_classifier.load_state_dict(b.hr_classifier.state_dict())
+    return train_classifier(ctx, b.lr_classifier, "lr_kd", cfg.lr_cls_epochs, ctx.lr_input, cfg.cls_lr,
+                            distill=cfg.lr_kd_weight)  # fmt: skip
+
+
+AUGMENTATIONS = ("hard-positives", "cutout", "control")
+
+
+def augment_finetune(ctx: Context, policy: nn.Module | None, mode: str, fill: str) -> dict[str, float]:
+    """Finetune the HR classifier with 1-4 patches hidden (Sec. 7), or a control run on full images.
+
+    ``mode``: "hard-positives" hides the policy's M most probable patches, "cutout" M
+    patches drawn at random (CutOut on the patch grid, the same M), "control" hides
+    nothing, so differences measure the augmentation, not the extra epochs. ``fill``:
+    hidden patches zeroed ("zeros", as in the paper) or filled with the upsampled LR image.
+    """
+    if mode not in AUGMENTATIONS:
+        raise ValueError(f"mode must be one of {', '.join(AUGMENTATIONS)}, got {mode!r}")
     cfg = ctx.cfg
     net = ctx.bundle.hr_classifier
-    policy.eval()
+    grid = ctx.bundle.grid
+    if policy is not None:
+        policy.eval()
 
     def inputs(batch: Batch) -> torch.Tensor:
-        if not use_policy:
+        if mode == "control":
             return batch.hr
-        with torch.no_grad():
-            probs = torch.sigmoid(policy(batch.lr))
         m = torch.randint(1, 5, (len(batch.labels),), generator=ctx.generator).to(ctx.device)
-        hidden = first_k(probs, m)
-        return ctx.masked(batch, 1.0 - hidden)
+        if mode == "hard-positives":
+            assert policy is not None
+            with torch.no_grad():
+                scores = torch.sigmoid(policy(batch.lr))
+        else:
+            scores = torch.rand(len(batch.labels), grid.num_patches, generator=ctx.generator).to(ctx.device)
+        keep = 1.0 - first_k(scores, m)
+        return mask_images(batch.hr, keep, grid, ctx.lr_input(batch) if fill == "lr" else None)
 
     return train_classifier(
-        ctx, net, "hard_positive" if use_policy else "control", cfg.hard_positive_epochs, inputs,
-        cfg.finetune_cls_lr,
+        ctx, net, f"{mode}-{fill}", cfg.hard_positive_epochs, inputs, cfg.finetune_cls_lr,
         evaluate=lambda: {"acc": accuracy(ctx, net, ctx.splits.val, lambda b: b.hr)},  # full images, as the paper tests
-    )
+    )  # fmt: skip
