@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,14 @@ def at_k(report: dict[str, Any], method: str, k: int) -> dict[str, float] | None
     return None if by_k is None else by_k.get(str(k), by_k.get(k))
 
 
+def baselines_at(m: dict[str, Any], stage: str) -> Iterator[tuple[str, float, float]]:
+    """Each fair baseline (single- and two-stream) run at PatchDrop ``stage``'s S: label, ``stage`` minus it, SE."""
+    for base in (*FAIR, "STN"):
+        for label in (f"{base} @ S({stage})", f"{base} (two-stream) @ S({stage})"):
+            if label in m:
+                yield (label, *diff(m[stage], m[label]))
+
+
 def methods_table(report: dict[str, Any]) -> list[str]:
     m = report["methods"]
     lines = ["| method | accuracy % ± SE | mean patches S | vs PatchDrop at the same S |", "|---|---|---|---|"]
@@ -56,12 +65,9 @@ def methods_table(report: dict[str, Any]) -> list[str]:
         if stage not in m:
             continue
         lines.append(f"| **PatchDrop {stage}** | **{fmt(m[stage])}** | {m[stage]['patches']:.2f} | |")
-        for base in (*FAIR, "STN"):
-            for label in (f"{base} @ S({stage})", f"{base} (two-stream) @ S({stage})"):
-                if label in m:
-                    d, se = diff(m[stage], m[label])
-                    lines.append(f"| {label} | {fmt(m[label])} | {m[label]['patches']:.2f} | "
-                                 f"{stage} {fmt_diff(d, se)}: {verdict(d, se)} |")  # fmt: skip
+        for label, d, se in baselines_at(m, stage):
+            lines.append(f"| {label} | {fmt(m[label])} | {m[label]['patches']:.2f} | "
+                         f"{stage} {fmt_diff(d, se)}: {verdict(d, se)} |")  # fmt: skip
     for name in ("Oracle (item patches)", "PatchDrop Ft-1 @ S(Oracle)"):
         if name in m:
             lines.append(f"| {name} | {fmt(m[name])} | {m[name]['patches']:.2f} | |")
@@ -98,12 +104,9 @@ def claims(report: dict[str, Any]) -> list[str]:
     for stage in ("Ft-1", "Ft-2"):
         if stage not in m:
             continue
-        for base in (*FAIR, "STN"):
-            for label in (f"{base} @ S({stage})", f"{base} (two-stream) @ S({stage})"):
-                if label in m:
-                    d, se = diff(m[stage], m[label])
-                    out.append(f"- {stage} ≥ 2 pt above {label}: {fmt_diff(d, se)} → {verdict(d, se, 2.0)}; "
-                               f"ahead at all: {verdict(d, se)}")  # fmt: skip
+        for label, d, se in baselines_at(m, stage):
+            out.append(f"- {stage} ≥ 2 pt above {label}: {fmt_diff(d, se)} → {verdict(d, se, 2.0)}; "
+                       f"ahead at all: {verdict(d, se)}")  # fmt: skip
     if "Ft-2" in m:
         for name in ("LR", "LR (KD)"):
             if name in m:
