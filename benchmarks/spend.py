@@ -1,15 +1,26 @@
-"""Accuracy against money on the held-out Sentinel-2 test strip, laid out as a georeferenced region.
+"""Accuracy against money on two regions with real ground truth, each laid out as a georeferenced region.
 
-    python benchmarks/spend.py --bundle models/assets/default.pt --chips data/s2_chips --pricing archive
-    python benchmarks/spend.py --bundle models/assets/default.pt --chips data/s2_chips --pricing tasking
+    python benchmarks/spend.py --region sentinel2 --pricing archive      # the held-out Sentinel-2 strip
+    python benchmarks/spend.py --region sentinel2 --pricing tasking
+    python benchmarks/spend.py --region scattered_fashion_mnist --bundle runs/scattered_fashion_mnist/ft1.pt
+    python benchmarks/spend.py --region scattered_fashion_mnist --bundle runs/scattered_fashion_mnist/ft1.pt \
+        --pricing tasking
 
-The test chips (32 px at 10 m = 320 m, real labels from the chip builder) sit at their
-scene positions: a grid of model tiles over the test strip (the region is the strip's
-footprint). Every method's order is turned into orderable polygons and priced by the
-service's own billing engine (``models.acquisition.region``'s order path, ``models.acquisition.pricing.bill``);
+Regions:
+- ``sentinel2``: the test chips (32 px at 10 m = 320 m, real labels from the chip builder) at
+  their scene positions: a grid of model tiles over the test strip (the region is the strip's
+  footprint).
+- ``scattered_fashion_mnist``: benchmark B's 10,000 test canvases laid out row by row as a
+  100 x 100 region at 10 m per pixel (64 px = 640 m tiles; as in the default model, a 10 m
+  image stands in for HR and its 4x area average for LR), in UTM zone 31N. Only its
+  geometry matters to the price; the labels are the canvases' own.
+
+Every method's order is turned into orderable polygons and priced by the service's own
+billing engine (``models.acquisition.region``'s order path, ``models.acquisition.pricing.bill``);
 a method's accuracy is measured with the bundle's classifier on the real labels: a tile
 whose HR was bought is classified with all its patches (patch methods: with the patches
-bought), every other tile from LR alone.
+bought), every other tile from LR alone. A bundle without a value model is calibrated in
+memory on the region's validation split (never on its test data), and the result says so.
 
 Methods (budgets are fractions of the full-HR price; each method buys the most it can
 within the budget):
@@ -20,7 +31,10 @@ within the budget):
 - random: whole tiles in random order (mean over 5 seeds).
 - oracle: whole tiles where HR is right and LR wrong first, then those HR does not change
   (never one where HR is wrong and LR right).
-Each baseline buys the longest prefix of its tile order whose price fits the budget.
+Each baseline buys the longest prefix of its tile order whose price fits the budget (prefix
+lengths in steps of ``ceil(tiles / 1000)``: every prefix on the Sentinel-2 strip, every tenth
+tile on the 10,000-tile region). Differences against spend_aware are paired (the same tiles),
+with the standard error of the per-tile difference.
 """
 
 from __future__ import annotations
@@ -28,9 +42,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,80 +61,121 @@ from benchmarks.results_md import Benchmark, git_commit, write_section  # noqa: 
 from models.acquisition.pricing import PRESETS  # noqa: E402
 from models.acquisition.region import RegionSpec, _bits, _order  # noqa: E402
 from models.acquisition.spend import ValueModel, plan_spend, tile_features  # noqa: E402
+from models.datasets.base import ImageSet  # noqa: E402
 from models.geo.footprints import metric_crs  # noqa: E402
-from models.nn.checkpoint import load_bundle  # noqa: E402
+from models.nn.checkpoint import ModelBundle, load_bundle  # noqa: E402
 from models.nn.inference import classify  # noqa: E402
 from models.nn.policy import fixed_order  # noqa: E402
-from models.training.spend_calibrate import calibrate, chip_outcomes, load_split  # noqa: E402
+from models.training.spend_calibrate import calibrate_on, chip_outcomes, load_split  # noqa: E402
 
 BUDGETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 RANDOM_SEEDS = 5
+MAX_PRICED_PREFIXES = 1000
+BASELINES = ("patchdrop_per_tile", "fixed_h", "lr_uncertainty", "random")
 
 
-def test_region(chips: Path, names: list[str], tile_px: int, grid: tuple[int, int]) -> tuple[RegionSpec, np.ndarray]:
-    """A RegionSpec whose tile grid is the test chips' grid, and each chip's flat tile index."""
+@dataclass(frozen=True)
+class TestRegion:
+    """Test images at their places in a georeferenced tile grid, and the validation split to calibrate on."""
+
+    name: str  # results file stem: spend_<name>[_<preset>].json
+    title: str
+    spec: RegionSpec
+    flat: np.ndarray  # each test image's flat tile index in the grid
+    test: ImageSet
+    validation: Callable[[], ImageSet]
+
+
+def _box(ox: float, oy: float, dx: float, dy: float) -> dict:
+    ring = [(ox, oy), (ox + dx, oy), (ox + dx, oy + dy), (ox, oy + dy), (ox, oy)]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def sentinel2_region(bundle: ModelBundle, chips: Path) -> TestRegion:
+    """The held-out strip: each test chip at its scene position (its file name says where)."""
+    images, names = load_split(chips, "test")
+    tile_px, grid = bundle.hr_size[1], (bundle.grid.rows, bundle.grid.cols)
     pos = np.array([[int(v) for v in re.search(r"_r(\d+)_c(\d+)", n).groups()] for n in names])
     with rasterio.open(chips / names[0]) as src:
         t, crs = src.transform, src.crs.to_string()
     x0, y0 = t.c - pos[0, 1] * t.a, t.f - pos[0, 0] * t.e
     rows, cols = pos[:, 0] // tile_px, pos[:, 1] // tile_px
     r0, c0 = rows.min(), cols.min()
-    n_rows, n_cols = rows.max() - r0 + 1, cols.max() - c0 + 1
+    n_rows, n_cols = int(rows.max() - r0 + 1), int(cols.max() - c0 + 1)
     ox, oy = x0 + c0 * tile_px * t.a, y0 + r0 * tile_px * t.e
-    region = {
-        "type": "Polygon",
-        "coordinates": [
-            [
-                (ox, oy),
-                (ox + n_cols * tile_px * t.a, oy),
-                (ox + n_cols * tile_px * t.a, oy + n_rows * tile_px * t.e),
-                (ox, oy + n_rows * tile_px * t.e),
-                (ox, oy),
-            ]
-        ],
-    }
     spec = RegionSpec(
         source="test strip",
         crs=crs,
         transform=(t.a, 0.0, ox, 0.0, t.e, oy),
-        width=int(n_cols * tile_px),
-        height=int(n_rows * tile_px),
-        region=region,
+        width=n_cols * tile_px,
+        height=n_rows * tile_px,
+        region=_box(ox, oy, n_cols * tile_px * t.a, n_rows * tile_px * t.e),
         tile_px=tile_px,
         lr_size=(tile_px // 4, tile_px // 4),
         grid=grid,
         row0=0,
         col0=0,
-        n_rows=int(n_rows),
-        n_cols=int(n_cols),
-        chunk_rows=int(n_rows),
+        n_rows=n_rows,
+        n_cols=n_cols,
+        chunk_rows=n_rows,
         bands=("B02", "B03", "B04", "B08"),
         band_indexes=(1, 2, 3, 4),
     )
-    return spec, (rows - r0) * n_cols + (cols - c0)
+    flat = (rows - r0) * n_cols + (cols - c0)
+    return TestRegion("sentinel2", "Sentinel-2 test strip", spec, flat, images, lambda: load_split(chips, "val")[0])
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bundle", default="models/assets/default.pt")
-    ap.add_argument("--chips", default="data/s2_chips")
-    ap.add_argument("--pricing", default="archive", choices=sorted(PRESETS))
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    started = time.perf_counter()
-    chips = Path(args.chips)
-    bundle = load_bundle(args.bundle)
+def canvas_region(bundle: ModelBundle, data_root: Path | None, side: int = 100, pixel_m: float = 10.0) -> TestRegion:
+    """Benchmark B's test canvases, row by row, as a ``side`` x ``side`` tile region at ``pixel_m``."""
+    from models.datasets.fashion_mnist import BENCHMARKS, DEFAULT_ROOT
+
+    splits = BENCHMARKS["scattered_fashion_mnist"](data_root or DEFAULT_ROOT, seed=0)
+    if len(splits.test) < side * side:
+        raise SystemExit(f"{side} x {side} tiles need {side * side} test canvases, the split has {len(splits.test)}")
+    test = splits.test.subset(slice(0, side * side))
+    tile_px = test.hr_size[0]
+    if (tile_px, tile_px) != tuple(bundle.hr_size):
+        raise SystemExit(f"the bundle takes {bundle.hr_size} images, the canvases are {test.hr_size}")
+    ox, oy = 500_000.0, 5_000_000.0  # UTM 31N: any metric CRS prices the same grid the same
+    spec = RegionSpec(
+        source="scattered fashion-mnist test canvases",
+        crs="EPSG:32631",
+        transform=(pixel_m, 0.0, ox, 0.0, -pixel_m, oy),
+        width=side * tile_px,
+        height=side * tile_px,
+        region=_box(ox, oy, side * tile_px * pixel_m, -side * tile_px * pixel_m),
+        tile_px=tile_px,
+        lr_size=tuple(bundle.lr_size),
+        grid=(bundle.grid.rows, bundle.grid.cols),
+        row0=0,
+        col0=0,
+        n_rows=side,
+        n_cols=side,
+        chunk_rows=side,
+        bands=tuple(test.bands),
+        band_indexes=tuple(range(1, len(test.bands) + 1)),
+    )
+    title = f"Benchmark B test canvases as a {side} x {side}-tile region"
+    return TestRegion("scattered_fashion_mnist", title, spec, np.arange(side * side), test, lambda: splits.val)
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Mean of a - b over the same tiles, and the standard error of that mean (per-tile differences)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return {"diff": round(float(d.mean()), 4), "se": round(float(d.std(ddof=1) / math.sqrt(len(d))), 4)}
+
+
+def evaluate(bundle: ModelBundle, region: TestRegion, preset: str) -> dict:
+    """Every method's accuracy-against-spend curve on ``region`` under the pricing ``preset``."""
     vm = ValueModel.of_bundle(bundle.metadata)
     calibrated_in_memory = vm is None
-    if vm is None:  # an uncalibrated bundle: calibrate on its validation chips here, say so
-        bundle.metadata.update(calibrate(bundle, chips))
+    if vm is None:  # an uncalibrated bundle: calibrate on the region's validation split here, say so
+        bundle.metadata.update(calibrate_on(bundle, region.validation()))
         vm = ValueModel.of_bundle(bundle.metadata)
-    images, names = load_split(chips, "test")
+    images, spec, flat = region.test, region.spec, region.flat
     out = chip_outcomes(bundle, images)
     p = bundle.grid.num_patches
-    spec, flat = test_region(chips, names, bundle.hr_size[1], (bundle.grid.rows, bundle.grid.cols))
-    profile = PRESETS[args.pricing]
+    profile = PRESETS[preset]
     work_crs = metric_crs(spec.crs, spec.region_geometry())
     shape = (spec.n_rows, spec.n_cols)
     n = len(flat)
@@ -129,11 +187,8 @@ def main() -> int:
 
     full_bits = np.uint32((1 << p) - 1)
 
-    def price_bits(bits: np.ndarray) -> float:  # bits: (n,) per test chip
+    def price_bits(bits: np.ndarray) -> float:  # bits: (n,) per test image
         return float(_order(spec, grid_of(bits.astype(np.uint32)), profile, work_crs)["price"])
-
-    def price_tiles(mask_chips: np.ndarray) -> float:
-        return price_bits(np.where(mask_chips, full_bits, 0))
 
     lr_right, hr_right = out["lr_right"], out["hr_right"]
     picks = out["policy"] >= 0.5
@@ -151,34 +206,44 @@ def main() -> int:
 
     fixed_right, picks_right = right_with(fixed), right_with(picks)
 
-    full_price = price_tiles(np.ones(n, bool))
+    full_price = price_bits(np.full(n, full_bits))
     hr_acc, lr_acc = float(hr_right.mean()), float(lr_right.mean())
 
     def se(a: float) -> float:
         return float(np.sqrt(a * (1 - a) / n))
 
-    def prefix_curve(order: np.ndarray, bits_of: np.ndarray, right_bought: np.ndarray) -> list[dict]:
-        """Buy the longest prefix of ``order`` whose order fits each budget.
+    def point(b: float, price: float, right: np.ndarray) -> dict:
+        acc = float(right.mean())
+        return {"spend": b, "price": round(price, 2), "accuracy": round(acc, 4), "se": round(se(acc), 4)}
 
-        Every prefix is priced: under minimum areas a prefix of scattered tiles can cost more
-        than a longer one whose tiles join, so the price is not monotone in the prefix.
+    def prefix_curve(order: np.ndarray, bits_of: np.ndarray, right_bought: np.ndarray) -> tuple[list, list]:
+        """Buy the longest priced prefix of ``order`` whose order fits each budget: (points, per-tile rightness).
+
+        Prefixes are priced in steps (see the module doc), each one: under minimum areas a prefix of
+        scattered tiles can cost more than a longer one whose tiles join, so the price is not
+        monotone in the prefix.
         """
-        prices = np.zeros(len(order) + 1)
+        step = max(1, math.ceil(len(order) / MAX_PRICED_PREFIXES))
+        lengths = np.unique(np.r_[np.arange(0, len(order) + 1, step), len(order)])
+        prices = np.zeros(len(lengths))
         bits = np.zeros(n, np.uint32)
-        for k in range(1, len(order) + 1):
-            bits[order[k - 1]] = bits_of[order[k - 1]]
-            prices[k] = price_bits(bits)
-        pts = []
+        done = 0
+        for j, k in enumerate(lengths[1:], start=1):
+            bits[order[done:k]] = bits_of[order[done:k]]
+            done = k
+            prices[j] = price_bits(bits)
+        pts, rights = [], []
         for b in BUDGETS:
-            k = int(np.flatnonzero(prices <= b * full_price + 1e-9).max())
+            j = int(np.flatnonzero(prices <= b * full_price + 1e-9).max())
             bought = np.zeros(n, bool)
-            bought[order[:k]] = True
-            acc = float(np.where(bought, right_bought, lr_right).mean())
-            pts.append({"spend": b, "price": round(prices[k], 2), "accuracy": round(acc, 4), "se": round(se(acc), 4)})
-        return pts
+            bought[order[: lengths[j]]] = True
+            right = np.where(bought, right_bought, lr_right)
+            pts.append(point(b, prices[j], right))
+            rights.append(right)
+        return pts, rights
 
     curves: dict[str, list[dict]] = {}
-    # spend_aware
+    rights: dict[str, list[np.ndarray]] = {}
     feats = tile_features(out["policy"], out["lr_probs"])
     p_lr, p_hr = vm.predict(feats)
     plannable = grid_of(np.ones(n, bool), False).astype(bool)
@@ -187,47 +252,43 @@ def main() -> int:
     def price_mask(mask: np.ndarray) -> float:
         return float(_order(spec, np.where(mask, full_bits, 0).astype(np.uint32), profile, work_crs)["price"])
 
-    sa, calib = [], []
+    sa, sa_rights, calib = [], [], []
     t0 = time.perf_counter()
     for b in BUDGETS:
         plan = plan_spend(
             grid_of(p_lr), grid_of(p_hr), plannable, price_mask, profile, tile_m, max_price=b * full_price
         )
-        bought = plan.mask.ravel()[flat]
-        acc = float(np.where(bought, hr_right, lr_right).mean())
-        sa.append(
-            {
-                "spend": b,
-                "price": round(plan.price, 2),
-                "accuracy": round(acc, 4),
-                "se": round(se(acc), 4),
-                "expected_accuracy": round(plan.expected_accuracy, 4),
-            }
-        )
-        calib.append(plan.expected_accuracy - acc)
+        right = np.where(plan.mask.ravel()[flat], hr_right, lr_right)
+        sa.append({**point(b, plan.price, right), "expected_accuracy": round(plan.expected_accuracy, 4)})
+        sa_rights.append(right)
+        calib.append(plan.expected_accuracy - float(right.mean()))
     planner_s = (time.perf_counter() - t0) / len(BUDGETS)
-    curves["spend_aware"] = sa
+    curves["spend_aware"], rights["spend_aware"] = sa, sa_rights
     pol_max = out["policy"].max(axis=1)
     pd_order = np.flatnonzero(counts > 0)
     pd_order = pd_order[np.argsort(-pol_max[pd_order], kind="stable")]
-    curves["patchdrop_per_tile"] = prefix_curve(pd_order, _bits(picks), picks_right)
-    curves["fixed_h"] = prefix_curve(pd_order, _bits(fixed), fixed_right)
+    curves["patchdrop_per_tile"], rights["patchdrop_per_tile"] = prefix_curve(pd_order, _bits(picks), picks_right)
+    curves["fixed_h"], rights["fixed_h"] = prefix_curve(pd_order, _bits(fixed), fixed_right)
     full_tile_bits = np.full(n, full_bits, np.uint32)
     conf = out["lr_probs"].max(axis=1)
-    curves["lr_uncertainty"] = prefix_curve(np.argsort(conf, kind="stable"), full_tile_bits, hr_right)
-    runs = []
-    for seed in range(RANDOM_SEEDS):
-        runs.append(prefix_curve(np.random.default_rng(seed).permutation(n), full_tile_bits, hr_right))
+    curves["lr_uncertainty"], rights["lr_uncertainty"] = prefix_curve(
+        np.argsort(conf, kind="stable"), full_tile_bits, hr_right
+    )
+    runs = [
+        prefix_curve(np.random.default_rng(seed).permutation(n), full_tile_bits, hr_right)
+        for seed in range(RANDOM_SEEDS)
+    ]
     curves["random"] = [
         {
             "spend": b,
-            "price": round(float(np.mean([r[i]["price"] for r in runs])), 2),
-            "accuracy": round(float(np.mean([r[i]["accuracy"] for r in runs])), 4),
+            "price": round(float(np.mean([r[0][i]["price"] for r in runs])), 2),
+            "accuracy": round(float(np.mean([r[0][i]["accuracy"] for r in runs])), 4),
+            # Within-seed binomial error of the mean plus the spread between seeds.
             "se": round(
                 float(
                     np.sqrt(
-                        np.mean([r[i]["se"] ** 2 for r in runs]) / RANDOM_SEEDS
-                        + np.var([r[i]["accuracy"] for r in runs])
+                        np.mean([r[0][i]["se"] ** 2 for r in runs]) / RANDOM_SEEDS
+                        + np.var([r[0][i]["accuracy"] for r in runs])
                     )
                 ),
                 4,
@@ -235,14 +296,16 @@ def main() -> int:
         }
         for i, b in enumerate(BUDGETS)
     ]
+    rights["random"] = [np.mean([r[1][i] for r in runs], axis=0) for i in range(len(BUDGETS))]
     gain = hr_right.astype(int) - lr_right.astype(int)
     # HR right and LR wrong first, then tiles HR does not change; never one where HR is wrong and LR right.
     oracle_order = np.argsort(-gain + np.random.default_rng(0).random(n) * 0.1, kind="stable")
     oracle_order = oracle_order[gain[oracle_order] >= 0]
-    curves["oracle"] = prefix_curve(oracle_order, full_tile_bits, hr_right)
-    commit = git_commit()
-    result = {
+    curves["oracle"], rights["oracle"] = prefix_curve(oracle_order, full_tile_bits, hr_right)
+    return {
         "region": {
+            "name": region.name,
+            "title": region.title,
             "tiles": n,
             "rows": spec.n_rows,
             "cols": spec.n_cols,
@@ -262,32 +325,60 @@ def main() -> int:
         "lr_accuracy": round(lr_acc, 4),
         "full_price": round(full_price, 2),
         "currency": profile.currency,
-        "pricing": {"preset": args.pricing, **profile.to_dict()},
+        "pricing": {"preset": preset, **profile.to_dict()},
         "curves": curves,
+        "paired_vs_spend_aware": {
+            m: [{"spend": b, **paired(sa_rights[i], rights[m][i])} for i, b in enumerate(BUDGETS)]
+            for m in rights
+            if m != "spend_aware"
+        },
         "calibration": {
             "expected_minus_measured_pt": [round(100 * c, 2) for c in calib],
             "max_abs_pt": round(100 * float(np.max(np.abs(calib))), 2),
         },
         "planner_seconds_per_plan": round(planner_s, 3),
-        "seconds": round(time.perf_counter() - started, 1),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit,
-        "command": " ".join(["python", "benchmarks/spend.py", *sys.argv[1:]]),
     }
-    name = "spend_sentinel2" if args.pricing == "archive" else f"spend_sentinel2_{args.pricing}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--region", default="sentinel2", choices=["sentinel2", "scattered_fashion_mnist"])
+    ap.add_argument("--bundle", default="models/assets/default.pt")
+    ap.add_argument("--chips", default="data/s2_chips", help="sentinel2: the chip folder")
+    ap.add_argument("--data-root", type=Path, default=None, help="scattered_fashion_mnist: Fashion-MNIST's folder")
+    ap.add_argument("--side", type=int, default=100, help="scattered_fashion_mnist: tiles per region side")
+    ap.add_argument("--pricing", default="archive", choices=sorted(PRESETS))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    bundle = load_bundle(args.bundle)
+    if args.region == "sentinel2":
+        region = sentinel2_region(bundle, Path(args.chips))
+    else:
+        region = canvas_region(bundle, args.data_root, args.side)
+    result = evaluate(bundle, region, args.pricing)
+    result.update(
+        seconds=round(time.perf_counter() - started, 1),
+        date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        commit=git_commit(),
+        command=" ".join(["python", "benchmarks/spend.py", *sys.argv[1:]]),
+    )
+    name = f"spend_{region.name}" + ("" if args.pricing == "archive" else f"_{args.pricing}")
     path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{name}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     plot(result, path.with_suffix(".png"))
     if not args.out:
-        write_spend_section()
-    print(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))
-    for m, pts in curves.items():
+        write_spend_section(region.name)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("curves", "paired_vs_spend_aware")}, indent=1))
+    for m, pts in result["curves"].items():
         print(f"{m:20s}", " ".join(f"{p['spend']:.2f}:{100 * p['accuracy']:.1f}" for p in pts))
     return 0
 
 
-START, END = Benchmark("spend").markers
-BASELINES = ("patchdrop_per_tile", "fixed_h", "lr_uncertainty", "random")
+def _section(region: str) -> Benchmark:
+    """RESULTS.md section of a region's spend results (the Sentinel-2 one predates the second region)."""
+    return Benchmark("spend" if region == "sentinel2" else f"spend_{region}")
 
 
 def _table(d: dict) -> list[str]:
@@ -320,11 +411,10 @@ def _verdict(d: dict) -> list[str]:
         ours = sa[b]
         wins, ties = [], []
         for m in BASELINES:
-            q = next(p for p in d["curves"][m] if round(p["spend"], 2) == b)
-            diff = 100 * (ours["accuracy"] - q["accuracy"])
-            se = 100 * (ours["se"] ** 2 + q["se"] ** 2) ** 0.5  # unpaired: conservative on the same tiles
+            q = next(p for p in d["paired_vs_spend_aware"][m] if round(p["spend"], 2) == b)
+            diff, se = 100 * q["diff"], 100 * q["se"]  # paired: the same tiles under both methods
             if diff < 0:
-                wins.append(f"{m} {-diff:+.2f} ± {se:.2f} pt")
+                wins.append(f"{m} {-diff:+.2f} ± {se:.2f} pt" + (" (within 2 SE: a tie)" if -diff < 2 * se else ""))
             elif diff < 2 * se:
                 ties.append(f"{m} {diff:+.2f} ± {se:.2f}")
         verdict = (
@@ -333,7 +423,9 @@ def _verdict(d: dict) -> list[str]:
             else "— at least as accurate as every baseline: **met**"
             + (f" (a tie within 2 SE with {', '.join(ties)} pt)" if ties else " (beyond 2 SE of each)")
         )
-        out.append(f"- at {100 * b:.0f} %: spend_aware {100 * ours['accuracy']:.2f} % for {ours['price']:.0f} " + verdict)
+        out.append(
+            f"- at {100 * b:.0f} %: spend_aware {100 * ours['accuracy']:.2f} % for {ours['price']:.0f} " + verdict
+        )
     cal = d["calibration"]
     out.append(
         f"- expected vs measured accuracy of the spend-aware orders: max |difference| {cal['max_abs_pt']:.2f} pt "
@@ -344,29 +436,56 @@ def _verdict(d: dict) -> list[str]:
     return out
 
 
-def write_spend_section() -> None:
-    """The Sentinel-2 spend section of benchmarks/RESULTS.md from both presets' result files."""
+def write_spend_section(region: str) -> None:
+    """A region's spend section of benchmarks/RESULTS.md from both presets' result files."""
     results = {}
-    for preset, name in (("archive", "spend_sentinel2"), ("tasking", "spend_sentinel2_tasking")):
-        path = ROOT / "benchmarks" / "results" / f"{name}.json"
+    for preset in ("archive", "tasking"):
+        path = (
+            ROOT
+            / "benchmarks"
+            / "results"
+            / (f"spend_{region}" + ("" if preset == "archive" else f"_{preset}") + ".json")
+        )
         if path.is_file():
             results[preset] = json.loads(path.read_text())
     if not results:
         return
+    start, end = _section(region).markers
     any_ = next(iter(results.values()))
     reg = any_["region"]
+    vm = any_["value_model"]
+    n = reg["tiles"]
+    se_pt = 100 * (any_["hr_accuracy"] * (1 - any_["hr_accuracy"]) / n) ** 0.5
+    if region == "sentinel2":
+        head = [
+            "## Accuracy against money on the held-out Sentinel-2 strip (issue 16)",
+            "",
+            f"Region: the test strip's {n} chips at their scene positions, {reg['rows']} x {reg['cols']} tiles of "
+            f"{reg['tile_size_m']:.0f} m ({reg['area_km2']:.1f} km², {reg['crs']}), real labels from the chip builder; "
+            f"model {any_['model']}.",
+        ]
+    else:
+        head = [
+            "## Accuracy against money on benchmark B's test canvases as a region (issue 16)",
+            "",
+            f"Region: benchmark B's first {n} test canvases laid out row by row as {reg['rows']} x {reg['cols']} "
+            f"tiles of {reg['tile_size_m']:.0f} m (64 px at 10 m; {reg['area_km2']:.0f} km², {reg['crs']}); labels "
+            f"are the canvases' own; model: benchmark B's Ft-1 ({any_['model']}).",
+        ]
+    calibrated = (
+        "calibrated in memory on the validation split by this benchmark"
+        if vm["calibrated_in_memory"]
+        else "the bundle's own, calibrated on the validation split"
+    )
     lines = [
-        START,
-        "## Accuracy against money on the held-out Sentinel-2 strip (issue 16)",
-        "",
-        f"Region: the test strip's {reg['tiles']} chips at their scene positions, {reg['rows']} x {reg['cols']} "
-        f"tiles of {reg['tile_size_m']:.0f} m ({reg['area_km2']:.1f} km², {reg['crs']}), real labels from the chip "
-        f"builder; model {any_['model']}; value model feature `{any_['value_model']['feature']}` (chosen on the "
-        f"validation split: {any_['value_model']['scores_on_validation']}). HR = a bought tile classified with all "
-        f"its patches ({100 * any_['hr_accuracy']:.2f} %; the planner buys whole tiles: a sub-tile order is billed "
-        "as the tile). Cells: test accuracy % (price paid). SE of one accuracy "
-        "about 1.3 pt (binomial, n = 540): most differences below are ties. Raw: "
-        "`benchmarks/results/spend_sentinel2*.json`, plots beside them.",
+        start,
+        *head,
+        f"Value model: {calibrated}, feature `{vm['feature']}` (chosen on the validation split by the share of the "
+        f"oracle's gain it captures: {vm['scores_on_validation']}). HR = a bought tile classified with all its "
+        f"patches ({100 * any_['hr_accuracy']:.2f} %; the planner buys whole tiles: a sub-tile order is billed as "
+        f"the tile). Cells: test accuracy % (price paid). One accuracy's SE is about {se_pt:.1f} pt (binomial, "
+        f"n = {n}); the verdicts use the paired SE of each difference (the same tiles under both methods). Raw: "
+        f"`benchmarks/results/spend_{region}*.json`, plots beside them.",
         "",
     ]
     for preset, d in results.items():
@@ -390,31 +509,35 @@ def write_spend_section() -> None:
         best = 100 * (max(p["accuracy"] for p in a["curves"]["oracle"]) - a["lr_accuracy"])
         score = a["value_model"]["scores_on_validation"][a["value_model"]["feature"]]
         lines += [
-            f"Why the curves are this close: on this strip full HR beats LR only by {gain:.2f} pt, and even "
-            f"the oracle gains {best:.2f} pt; the value model captured {score:.2f} of the oracle's gain on the "
-            "validation split. With the feature `lr_max` the value model ranks tiles as lr_uncertainty does, so "
-            "what separates the two is the planner (contiguous, orderable groups priced by the billing engine) "
-            "against a prefix of scattered tiles. The oracle is a per-tile order (HR right and LR wrong first) "
-            "bought as prefixes like the baselines, not a bound on the planner: under the minimum areas the "
-            "planner can beat it at small budgets. The calibration offset comes from the split, not the planner: the expected accuracies "
-            "are averages on the validation strip, where this bundle scores "
+            f"What bounds the curves: full HR beats LR by {gain:.2f} pt here and the oracle gains at most "
+            f"{best:.2f} pt; the value model captured {score:.2f} of the oracle's gain on the validation split. "
+            "The oracle is a per-tile order (HR right and LR wrong first) bought as prefixes like the baselines, "
+            "not a bound on the planner: under the minimum areas the planner can beat it at small budgets. The "
+            "expected accuracies are averages on the validation split, where this bundle scores "
             f"{100 * a['value_model']['lr_accuracy_on_validation']:.2f} % from LR and "
             f"{100 * a['value_model']['hr_accuracy_on_validation']:.2f} % with HR, against "
-            f"{100 * a['lr_accuracy']:.2f} % and {100 * a['hr_accuracy']:.2f} % on the test strip (a different "
-            "area); the offset grows with the share of tiles bought, as the HR gap is the larger.",
+            f"{100 * a['lr_accuracy']:.2f} % and {100 * a['hr_accuracy']:.2f} % on the test tiles"
+            + (
+                " (a different area of the scene): the calibration offset is that shift between the areas, and it "
+                "grows with the share of tiles bought, as the HR gap is the larger."
+                if region == "sentinel2"
+                else " (the same distribution as validation)."
+            ),
             "",
         ]
     if "tasking" in results:
         t = results["tasking"]
         one = t["pricing"]["min_area_km2"] * t["pricing"]["price_per_km2"]
-        lines += [
-            f"The strip is too small for the tasking minimums to discriminate: one polygon is billed at least "
-            f"{t['pricing']['min_area_km2']:.0f} km² = {one:.2f} USD, {100 * one / t['full_price']:.0f} % of the "
-            f"full-HR price of the whole {reg['area_km2']:.1f} km² strip, so at budgets of 10–40 % no method can "
-            "buy anything and all tie with LR only.",
-            "",
-        ]
-    lines.append(END)
+        share = one / t["full_price"]
+        if share > 0.4:
+            lines += [
+                f"The region is too small for the tasking minimums to discriminate: one polygon is billed at least "
+                f"{t['pricing']['min_area_km2']:.0f} km² = {one:.2f} USD, {100 * share:.0f} % of the full-HR price of "
+                f"the whole {reg['area_km2']:.1f} km² region, so at budgets of 10–40 % no method can buy anything "
+                "and all tie with LR only.",
+                "",
+            ]
+    lines.append(end)
     write_section(lines)
 
 
@@ -442,7 +565,7 @@ def plot(result: dict, path: Path) -> None:
     ax.axhline(100 * result["lr_accuracy"], color="grey", ls=":", lw=0.8, label="LR only")
     ax.set_xlabel(f"budget, % of the full-HR price ({result['full_price']:.0f} {result['currency']})")
     ax.set_ylabel("test accuracy, %")
-    ax.set_title(f"Sentinel-2 test strip, {result['pricing']['preset']} pricing")
+    ax.set_title(f"{result['region']['title']}, {result['pricing']['preset']} pricing")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

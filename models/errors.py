@@ -13,6 +13,9 @@ class PatchDropError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # The failed job's id, when the error ended a job the request had recorded: the error
+        # response names it (``X-Job-Id``), so the record is never one nobody can find.
+        self.job_id: str | None = None
 
 
 class CheckpointError(PatchDropError, ValueError):

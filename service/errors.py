@@ -115,8 +115,8 @@ STATUS_BY_CODE: dict[str, int] = {
 }
 
 
-def error_response(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "detail": detail})
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "detail": detail}, headers=headers)
 
 
 def status_for(code: str) -> int:
@@ -127,7 +127,7 @@ async def _domain_error(_: Request, exc: PatchDropError) -> JSONResponse:
     status = status_for(exc.code)
     if status >= 500:
         log.error("%s: %s", exc.code, exc.message)
-    return error_response(status, exc.code, exc.message)
+    return error_response(status, exc.code, exc.message, {"X-Job-Id": exc.job_id} if exc.job_id else None)
 
 
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

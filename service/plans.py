@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.acquisition.preview import render_preview
-from models.errors import GridError
+from models.errors import GridError, PatchDropError
 from service.errors import BrokerUnavailableError, JobFailedError, MissingUploadError, PlanNotFoundError
 from service.executor import Executor, JobPending
 from service.security import owned
@@ -54,6 +54,8 @@ class PlanService:
             return Outcome({**job, "state": pending.state})
         except Exception as exc:
             self._fail(job, exc)
+            if isinstance(exc, PatchDropError):
+                exc.job_id = job["id"]
             raise
         return Outcome(self.jobs.get(job["id"]) or job, self._succeed(job, value))
 

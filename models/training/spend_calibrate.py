@@ -72,7 +72,12 @@ def chip_outcomes(bundle: ModelBundle, images: ImageSet, batch: int = 512) -> di
 
 
 def calibrate(bundle: ModelBundle, chips: str | Path, bins: int = 8) -> dict[str, dict]:
-    images, _ = load_split(chips, "val")
+    """The value models of ``bundle`` fitted on a chip folder's validation split."""
+    return calibrate_on(bundle, load_split(chips, "val")[0], bins)
+
+
+def calibrate_on(bundle: ModelBundle, images: ImageSet, bins: int = 8) -> dict[str, dict]:
+    """The value models of ``bundle`` fitted on ``images`` (a validation split, never test data)."""
     out = chip_outcomes(bundle, images)
     feats = tile_features(out["policy"], out["lr_probs"])
     full, _ = fit_value_model(feats, out["lr_right"], out["hr_right"], bins, FEATURES)

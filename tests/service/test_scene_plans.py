@@ -87,11 +87,21 @@ def test_a_scene_plan_cannot_be_classified_and_bad_pricing_is_refused(real, scen
     assert bad.status_code == 422 and "pricing" in bad.json()["detail"]
 
 
+def refused_job(client, response) -> dict:
+    """The job a refused request left behind: recorded before dispatch, it must read as failed with the
+    error the response gave, never stay queued or running."""
+    job = client.get(f"/v1/jobs/{response.headers['X-Job-Id']}").json()
+    assert job["state"] == "failed", job
+    assert job["error"]["code"] == response.json()["code"], job
+    return job
+
+
 def test_fields_a_plan_cannot_honour_are_refused_not_ignored(real, scene_bytes):
     """max_patches caps one tile's patches; a scene is bought as whole tiles: said, not silently dropped."""
     capped = post(real, scene_bytes, max_patches="3")
     assert capped.status_code == 422 and capped.json()["code"] == "invalid_budget"
     assert "max_patches" in capped.json()["detail"] and "max_price or target_accuracy" in capped.json()["detail"]
+    refused_job(real, capped)
 
 
 def test_an_uncalibrated_model_refuses_to_aim_at_an_accuracy(tmp_path):
@@ -110,5 +120,6 @@ def test_an_uncalibrated_model_refuses_to_aim_at_an_accuracy(tmp_path):
         files = {"tile": ("t.tif", tile, "image/tiff")}
         assert client.post("/v1/plans", files=files).status_code == 201  # no target: the plan, without spend
         aimed = client.post("/v1/plans", files=files, data={"target_accuracy": "0.9"})
+        refused_job(client, aimed)
     assert aimed.status_code == 503 and aimed.json()["code"] == "invalid_checkpoint"
     assert "no value model" in aimed.json()["detail"] and "target_accuracy" in aimed.json()["detail"]
