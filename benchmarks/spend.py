@@ -413,15 +413,17 @@ def _verdict(d: dict) -> list[str]:
         for m in BASELINES:
             q = next(p for p in d["paired_vs_spend_aware"][m] if round(p["spend"], 2) == b)
             diff, se = 100 * q["diff"], 100 * q["se"]  # paired: the same tiles under both methods
-            if diff < 0:
+            if diff == 0 and se == 0:
+                ties.append(f"{m} (the same tiles right)")
+            elif diff < 0:
                 wins.append(f"{m} {-diff:+.2f} ± {se:.2f} pt" + (" (within 2 SE: a tie)" if -diff < 2 * se else ""))
             elif diff < 2 * se:
-                ties.append(f"{m} {diff:+.2f} ± {se:.2f}")
+                ties.append(f"{m} {diff:+.2f} ± {se:.2f} pt")
         verdict = (
             "— **not met**: " + "; ".join(wins)
             if wins
             else "— at least as accurate as every baseline: **met**"
-            + (f" (a tie within 2 SE with {', '.join(ties)} pt)" if ties else " (beyond 2 SE of each)")
+            + (f" (a tie within 2 SE with {', '.join(ties)})" if ties else " (beyond 2 SE of each)")
         )
         out.append(
             f"- at {100 * b:.0f} %: spend_aware {100 * ours['accuracy']:.2f} % for {ours['price']:.0f} " + verdict
