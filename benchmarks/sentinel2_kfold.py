@@ -1,0 +1,232 @@
+"""Spatial k-fold for the default model's recipe: the served sweep on three held-out strips of the scene.
+
+    python benchmarks/sentinel2_kfold.py --data-root data/s2_chips --out runs/s2_kfold --folds 1 2 --train
+    python benchmarks/sentinel2_kfold.py --data-root data/s2_chips --out runs/s2_kfold --folds 1 2
+
+The test strip of the shipped model is 540 chips: one chip is 0.19 pt and a difference
+of 1 pt is inside the noise. Folds hold out other strips of the same scene:
+
+- fold 0 is the shipped ``sentinel2-demo-v2`` on its own test strip (tile rows 0-8, validation
+  rows 10-18, trained on rows 20-59);
+- fold f (1, 2): test = tile rows 20f..20f+8, validation = rows 20f+10..20f+18, train = every
+  other row except those next to a test or validation strip (the buffer the chip builder
+  leaves between its strips). Each fold trains the shipped model's recipe
+  (``benchmarks/configs/sentinel2_default.json``: the HR and LR classifiers, then Pt's policy)
+  and serves Pt's policy with the two classifiers by the paper's S/P rule, as
+  ``sentinel2-demo-v2`` is served.
+
+Pooled figures concatenate every fold's per-chip correctness (1,620 test chips): accuracy
+± binomial SE per budget k = 0..16; differences (k against the best smaller k, k = 16
+against the HR classifier, the policy's own budget against v1 on fold 0) ± paired SE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from results_md import REPO, Benchmark, git_commit, write_section  # benchmarks/ is on sys.path as a script
+from sentinel2_default import classifiers, entry, monotonicity, paired, per_chip
+
+from models.datasets.chips import SPLITS_FILE, load_chip_splits, scan_chip_folder
+from models.nn.checkpoint import load_bundle
+
+ROWS_PER_STRIP = 9
+CONFIG = REPO / "benchmarks" / "configs" / "sentinel2_default.json"
+BENCH = Benchmark("sentinel2_kfold")
+
+
+def chip_row(rel: str, chip_px: int = 32) -> int:
+    return int(re.search(r"_r(\d+)_c", rel).group(1)) // chip_px
+
+
+def fold_splits(rels: list[str], fold: int) -> dict[str, list[str]]:
+    """Fold ``fold``'s assignment of the chips (paths relative to the chip folder) by tile row."""
+    test = set(range(20 * fold, 20 * fold + ROWS_PER_STRIP))
+    val = set(range(20 * fold + 10, 20 * fold + 10 + ROWS_PER_STRIP))
+    held = test | val
+    buffer = {r + d for r in held for d in (-1, 1)} - held
+    out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for rel in rels:
+        r = chip_row(rel)
+        if r in test:
+            out["test"].append(rel)
+        elif r in val:
+            out["val"].append(rel)
+        elif r not in buffer:
+            out["train"].append(rel)
+    return out
+
+
+def make_fold(data_root: Path, out: Path, fold: int) -> Path:
+    """A chip folder for the fold: the class folders linked, and the fold's ``splits.json``."""
+    chips = out / f"fold{fold}" / "chips"
+    chips.mkdir(parents=True, exist_ok=True)
+    class_names, listed = scan_chip_folder(data_root)
+    for name in class_names:
+        link = chips / name
+        if not link.exists():
+            link.symlink_to((data_root / name).resolve(), target_is_directory=True)
+    (chips / SPLITS_FILE).write_text(json.dumps(fold_splits([rel for rel, _ in listed], fold), indent=0) + "\n")
+    return chips
+
+
+def train_fold(chips: Path, run: Path, threads: int) -> None:
+    for stage in ("classifiers", "pt"):
+        cmd = [sys.executable, "-m", "models.train", stage, "--benchmark", "chips", "--data-root", str(chips),
+               "--out", str(run), "--config", str(CONFIG), "--threads", str(threads)]  # fmt: skip
+        subprocess.run(cmd, cwd=REPO, check=True)
+
+
+def evaluate_fold(chips: Path, served_path: Path, previous_path: Path | None) -> dict[str, Any]:
+    """Per-chip correctness of the fold's served model, its HR and LR classifiers (and v1) on its test strip.
+
+    Pt trains the policy only, so the served bundle's classifiers are the pretrained ones.
+    """
+    test = load_chip_splits(chips, lr_factor=4, seed=0).test
+    served = load_bundle(served_path)
+    served.metadata["fusion"] = "paper"  # served as sentinel2-demo-v2 is (Pt's policy, S/P fusion)
+    hr, lr = classifiers(served, test)
+    s = per_chip(served, test)
+    out = {"test_chips": len(test), "hr": hr, "lr": lr, **s}
+    if previous_path is not None:
+        out["previous_greedy"] = per_chip(load_bundle(previous_path), test)["greedy"]
+    return out
+
+
+def pooled(folds: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    cat = lambda key: torch.cat([f[key] for f in folds.values()])  # noqa: E731
+    sweep = {k: torch.cat([f["sweep"][k] for f in folds.values()]) for k in range(17)}
+    hr, lr, greedy = cat("hr"), cat("lr"), cat("greedy")
+    chips = sum(f["test_chips"] for f in folds.values())
+    patches = sum(f["patches"] * f["test_chips"] for f in folds.values()) / chips
+    return {
+        "test_chips": chips,
+        "HR": entry(hr, 16.0),
+        "LR": entry(lr, 0.0),
+        "served": {
+            "policy_budget": entry(greedy, patches),
+            "sweep": {str(k): entry(c, float(k)) for k, c in sweep.items()},
+        },
+        "checks": {
+            "k16_minus_HR": paired(sweep[16], hr),
+            "k0_minus_LR": paired(sweep[0], lr),
+            "monotonicity": monotonicity(sweep),
+            "HR_minus_LR": paired(hr, lr),
+        },
+    }
+
+
+def per_fold(f: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "test_chips": f["test_chips"],
+        "HR": entry(f["hr"], 16.0),
+        "LR": entry(f["lr"], 0.0),
+        "served": {"policy_budget": entry(f["greedy"], f["patches"]),
+                   "sweep": {str(k): entry(c, float(k)) for k, c in f["sweep"].items()}},
+        "monotonicity": monotonicity(f["sweep"])["worst"],
+    }  # fmt: skip
+    if "previous_greedy" in f:
+        out["served_minus_v1_at_own_budgets"] = paired(f["greedy"], f["previous_greedy"])
+    return out
+
+
+def section(result: dict[str, Any]) -> list[str]:
+    p = result["pooled"]
+    start, end = BENCH.markers
+    sw = p["served"]["sweep"]
+    mono = p["checks"]["monotonicity"]["worst"]
+    k16, hl = p["checks"]["k16_minus_HR"], p["checks"]["HR_minus_LR"]
+    lines = [
+        start,
+        "## Default Sentinel-2 model: spatial k-fold (issue 14)",
+        "",
+        "The shipped recipe (HR and LR classifiers, Pt's policy, the paper's S/P rule) on three held-out strips "
+        "of the scene instead of one: fold 0 is `sentinel2-demo-v2` itself on its test strip; folds 1 and 2 "
+        "retrain the same recipe with another strip held out for test and the next one for validation "
+        "(`benchmarks/sentinel2_kfold.py`). Accuracy % ± binomial SE; differences ± paired SE.",
+        "",
+        f"`{result['command']}` — {result['date']}, commit `{result['commit'][:12]}`.",
+        "",
+        "| fold (test rows) | chips | LR | HR | policy's budget (S) | worst drop vs a smaller k |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, f in result["folds"].items():
+        w = f["monotonicity"]
+        pb = f["served"]["policy_budget"]
+        lines.append(
+            f"| {name} | {f['test_chips']} | {f['LR']['accuracy']:.2f} ± {f['LR']['se']:.2f} | "
+            f"{f['HR']['accuracy']:.2f} ± {f['HR']['se']:.2f} | {pb['accuracy']:.2f} ± {pb['se']:.2f} "
+            f"({pb['patches']:.2f}) | {w['diff']:+.2f} ± {w['se']:.2f} (k = {w['k']} vs {w['best_smaller_k']}) |"
+        )
+    lines += [
+        "",
+        f"Pooled ({p['test_chips']} chips), the served sweep:",
+        "",
+        "| k | " + " | ".join(str(k) for k in range(17)) + " |",
+        "|---" * 18 + "|",
+        "| % | " + " | ".join(f"{sw[str(k)]['accuracy']:.2f}" for k in range(17)) + " |",
+        "| SE | " + " | ".join(f"{sw[str(k)]['se']:.2f}" for k in range(17)) + " |",
+        "",
+        f"- k = 16 within 0.5 pt of the HR classifier: {k16['diff']:+.2f} ± {k16['se']:.2f} → "
+        + ("**met**" if k16["diff"] >= -0.5 else "**missed**"),
+        f"- no budget more than 1 pt below the best smaller one: worst {mono['diff']:+.2f} ± {mono['se']:.2f} "
+        f"(k = {mono['k']} vs {mono['best_smaller_k']}) → " + ("**met**" if mono["diff"] >= -1.0 else "**missed**"),
+        f"- what HR buys on this scene: HR − LR {hl['diff']:+.2f} ± {hl['se']:.2f} pt (pooled)",
+    ]
+    v1 = result["folds"].get("0 (rows 0-8)", {}).get("served_minus_v1_at_own_budgets")
+    if v1:
+        lines.append(f"- fold 0 only (v1 exists only there): v2 − v1 at each policy's own budget "
+                     f"{v1['diff']:+.2f} ± {v1['se']:.2f}")  # fmt: skip
+    lines += ["", end]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="folder of the folds' chip lists and runs")
+    parser.add_argument("--folds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--train", action="store_true", help="train each fold's recipe first (~15 min a fold)")
+    parser.add_argument("--shipped", type=Path, default=REPO / "models" / "assets" / "default.pt")
+    parser.add_argument("--previous", type=Path, default=None, help="fold 0: v1, for the own-budget comparison")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    command = "python benchmarks/sentinel2_kfold.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    folds: dict[str, dict[str, Any]] = {}
+    raw: dict[int, dict[str, Any]] = {}
+    raw[0] = evaluate_fold(args.data_root, args.shipped, args.previous)
+    folds["0 (rows 0-8)"] = per_fold(raw[0])
+    for f in args.folds:
+        chips = make_fold(args.data_root, args.out, f)
+        run = args.out / f"fold{f}"
+        if args.train:
+            train_fold(chips, run, args.threads)
+        raw[f] = evaluate_fold(chips, run / "pt.pt", None)
+        folds[f"{f} (rows {20 * f}-{20 * f + ROWS_PER_STRIP - 1})"] = per_fold(raw[f])
+    result = {
+        "pooled": pooled(raw),
+        "folds": folds,
+        "recipe": str(CONFIG.relative_to(REPO)),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "command": command,
+    }
+    BENCH.json.write_text(json.dumps(result, indent=1) + "\n")
+    lines = section(result)
+    write_section(lines)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
