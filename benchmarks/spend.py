@@ -2,9 +2,19 @@
 
     python benchmarks/spend.py --region sentinel2 --pricing archive      # the held-out Sentinel-2 strip
     python benchmarks/spend.py --region sentinel2 --pricing tasking
-    python benchmarks/spend.py --region scattered_fashion_mnist --bundle runs/scattered_fashion_mnist/ft1.pt
-    python benchmarks/spend.py --region scattered_fashion_mnist --bundle runs/scattered_fashion_mnist/ft1.pt \
+    B=runs/scattered_fashion_mnist
+    python -c "from models.nn.checkpoint import load_bundle, save_bundle; b = load_bundle('$B/pt.pt'); \
+        b.metadata['fusion'] = 'paper'; save_bundle(b, '$B/served.pt')"
+    python benchmarks/spend.py --region scattered_fashion_mnist --bundle $B/served.pt --patch-bundle $B/ft1.pt
+    python benchmarks/spend.py --region scattered_fashion_mnist --bundle $B/served.pt --patch-bundle $B/ft1.pt \
         --pricing tasking
+
+The bundle is the one served for the region, built as the shipped Sentinel-2 model is: the
+pretrained HR and LR classifiers with Pt's policy and the paper's S/P rule, so a tile with no
+HR is the LR classifier's answer and a whole tile the HR classifier's. ``--patch-bundle``
+(default: the same) classifies the tiles the patch methods buy patches of, with its own
+policy's patches: on benchmark B, Ft-1, whose classifier was finetuned on such masks (the
+paper's method at its best), while their unbought tiles keep the LR classifier's answer.
 
 Regions:
 - ``sentinel2``: the test chips (32 px at 10 m = 320 m, real labels from the chip builder) at
@@ -65,7 +75,7 @@ from models.acquisition.spend import ValueModel, plan_spend, tile_features  # no
 from models.datasets.base import ImageSet  # noqa: E402
 from models.geo.footprints import metric_crs  # noqa: E402
 from models.nn.checkpoint import ModelBundle, load_bundle  # noqa: E402
-from models.nn.inference import classify  # noqa: E402
+from models.nn.inference import classify, policy_probabilities  # noqa: E402
 from models.nn.policy import fixed_order  # noqa: E402
 from models.training.spend_calibrate import calibrate_on, chip_outcomes, load_split  # noqa: E402
 
@@ -166,8 +176,11 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"diff": round(float(d.mean()), 4), "se": round(float(d.std(ddof=1) / math.sqrt(len(d))), 4)}
 
 
-def evaluate(bundle: ModelBundle, region: TestRegion, preset: str) -> dict:
-    """Every method's accuracy-against-spend curve on ``region`` under the pricing ``preset``."""
+def evaluate(bundle: ModelBundle, region: TestRegion, preset: str, patch_bundle: ModelBundle | None = None) -> dict:
+    """Every method's accuracy-against-spend curve on ``region`` under the pricing ``preset``.
+
+    ``patch_bundle`` (default ``bundle``) chooses and classifies the patch methods' patches.
+    """
     vm = ValueModel.of_bundle(bundle.metadata)
     calibrated_in_memory = vm is None
     if vm is None:  # an uncalibrated bundle: calibrate on the region's validation split here, say so
@@ -192,7 +205,9 @@ def evaluate(bundle: ModelBundle, region: TestRegion, preset: str) -> dict:
         return float(_order(spec, grid_of(bits.astype(np.uint32)), profile, work_crs)["price"])
 
     lr_right, hr_right = out["lr_right"], out["hr_right"]
-    picks = out["policy"] >= 0.5
+    pb = patch_bundle or bundle
+    patch_policy = out["policy"] if pb is bundle else policy_probabilities(pb, out["lr"])
+    picks = patch_policy >= 0.5
     # Fixed-H at the policy's patch count per tile, classified with those patches.
     counts = picks.sum(axis=1)
     fixed_h = list(fixed_order("fixed-h", bundle.grid))  # the order the service uses (models.nn.policy)
@@ -202,8 +217,8 @@ def evaluate(bundle: ModelBundle, region: TestRegion, preset: str) -> dict:
     hr_images = images.hr.float().numpy()
 
     def right_with(masks: np.ndarray) -> np.ndarray:
-        res = classify(bundle, out["lr"], hr_images, [np.flatnonzero(m).tolist() for m in masks])
-        return np.array([bundle.class_names.index(r.class_name) for r in res]) == out["labels"]
+        res = classify(pb, out["lr"], hr_images, [np.flatnonzero(m).tolist() for m in masks])
+        return np.array([pb.class_names.index(r.class_name) for r in res]) == out["labels"]
 
     fixed_right, picks_right = right_with(fixed), right_with(picks)
 
@@ -276,7 +291,7 @@ def evaluate(bundle: ModelBundle, region: TestRegion, preset: str) -> dict:
         calib.append(plan.expected_accuracy - float(right.mean()))
     planner_s = (time.perf_counter() - t0) / len(BUDGETS)
     curves["spend_aware"], rights["spend_aware"] = sa, sa_rights
-    pol_max = out["policy"].max(axis=1)
+    pol_max = patch_policy.max(axis=1)
     pd_order = np.flatnonzero(counts > 0)
     pd_order = pd_order[np.argsort(-pol_max[pd_order], kind="stable")]
     curves["patchdrop_per_tile"], rights["patchdrop_per_tile"] = prefix_curve(pd_order, _bits(picks), picks_right)
@@ -326,6 +341,8 @@ def evaluate(bundle: ModelBundle, region: TestRegion, preset: str) -> dict:
             "crs": spec.crs,
         },
         "model": bundle.metadata.get("model_id"),
+        "bundle": {"stage": bundle.metadata.get("stage"), "fusion": bundle.metadata.get("fusion")},
+        "patch_bundle": {"stage": pb.metadata.get("stage"), "fusion": pb.metadata.get("fusion")},
         "value_model": {
             "feature": vm.feature,
             "scores_on_validation": vm.info.get("scores"),
@@ -356,6 +373,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--region", default="sentinel2", choices=["sentinel2", "scattered_fashion_mnist"])
     ap.add_argument("--bundle", default="models/assets/default.pt")
+    ap.add_argument("--patch-bundle", default=None, help="chooses and classifies the patch methods' patches")
     ap.add_argument("--chips", default="data/s2_chips", help="sentinel2: the chip folder")
     ap.add_argument("--data-root", type=Path, default=None, help="scattered_fashion_mnist: Fashion-MNIST's folder")
     ap.add_argument("--side", type=int, default=100, help="scattered_fashion_mnist: tiles per region side")
@@ -369,7 +387,8 @@ def main() -> int:
         region = sentinel2_region(bundle, Path(args.chips))
     else:
         region = canvas_region(bundle, args.data_root, args.side)
-    result = evaluate(bundle, region, args.pricing)
+    patch_bundle = load_bundle(args.patch_bundle) if args.patch_bundle else None
+    result = evaluate(bundle, region, args.pricing, patch_bundle)
     result.update(
         seconds=round(time.perf_counter() - started, 1),
         date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -484,7 +503,11 @@ def write_spend_section(region: str) -> None:
             "",
             f"Region: benchmark B's first {n} test canvases laid out row by row as {reg['rows']} x {reg['cols']} "
             f"tiles of {reg['tile_size_m']:.0f} m (64 px at 10 m; {reg['area_km2']:.0f} km², {reg['crs']}); labels "
-            f"are the canvases' own; model: benchmark B's Ft-1 ({any_['model']}).",
+            "are the canvases' own. Served bundle: benchmark B's pretrained HR and LR classifiers with "
+            f"{any_['bundle']['stage']}'s policy and the `{any_['bundle']['fusion']}` rule, built as the shipped "
+            "Sentinel-2 model is (no HR: the LR classifier's answer; a whole tile: the HR classifier's); the "
+            f"patch methods choose and classify their patches with {any_['patch_bundle']['stage']} "
+            f"(`{any_['patch_bundle']['fusion']}`), whose classifier was finetuned on such masks.",
         ]
     calibrated = (
         "calibrated in memory on the validation split by this benchmark"
