@@ -177,7 +177,8 @@ def section(result: dict[str, Any]) -> list[str]:
         "| SE | " + " | ".join(f"{sw[str(k)]['se']:.2f}" for k in range(17)) + " |",
         "",
         f"- k = 16 within 0.5 pt of the HR classifier: {k16['diff']:+.2f} ± {k16['se']:.2f} → "
-        + ("**met**" if k16["diff"] >= -0.5 else "**missed**"),
+        + ("**met**" if k16["diff"] >= -0.5 else "**missed**")
+        + (" (identical by the S/P rule)" if k16["se"] == 0 else ""),
         f"- no budget more than 1 pt below the best smaller one: worst {mono['diff']:+.2f} ± {mono['se']:.2f} "
         f"(k = {mono['k']} vs {mono['best_smaller_k']}) → " + ("**met**" if mono["diff"] >= -1.0 else "**missed**"),
         f"- what HR buys on this scene: HR − LR {hl['diff']:+.2f} ± {hl['se']:.2f} pt (pooled)",
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder of the folds' chip lists and runs")
-    parser.add_argument("--folds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--folds", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     parser.add_argument("--train", action="store_true", help="train each fold's recipe first (~15 min a fold)")
     parser.add_argument("--shipped", type=Path, default=REPO / "models" / "assets" / "default.pt")
     parser.add_argument("--previous", type=Path, default=None, help="fold 0: v1, for the own-budget comparison")

@@ -507,7 +507,8 @@ def write_spend_section(region: str) -> None:
             f"{any_['bundle']['stage']}'s policy and the `{any_['bundle']['fusion']}` rule, built as the shipped "
             "Sentinel-2 model is (no HR: the LR classifier's answer; a whole tile: the HR classifier's); the "
             f"patch methods choose and classify their patches with {any_['patch_bundle']['stage']} "
-            f"(`{any_['patch_bundle']['fusion']}`), whose classifier was finetuned on such masks.",
+            f"(`{any_['patch_bundle']['fusion']}`), whose classifier was finetuned on its policy's masks (fixed_h "
+            "is scored with the same classifier on Fixed-H's masks, which it was not finetuned on: a handicap).",
         ]
     calibrated = (
         "calibrated in memory on the validation split by this benchmark"
