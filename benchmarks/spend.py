@@ -459,6 +459,21 @@ def _verdict(d: dict) -> list[str]:
         out.append(
             f"- at {100 * b:.0f} %: spend_aware {100 * ours['accuracy']:.2f} % for {ours['price']:.0f} " + verdict
         )
+    beyond = []
+    for i, pt in enumerate(d["curves"]["spend_aware"]):
+        if round(pt["spend"], 2) in (0.1, 0.2, 0.3, 0.4):
+            continue
+        for m in BASELINES:
+            q = d["paired_vs_spend_aware"][m][i]
+            if -q["diff"] > 2 * q["se"] > 0:
+                beyond.append(f"{m} at {100 * pt['spend']:.0f} % ({-100 * q['diff']:+.2f} ± {100 * q['se']:.2f} pt)")
+    if beyond:
+        spent = sorted({p["price"] for p in d["curves"]["spend_aware"] if p["spend"] < 1})
+        out.append(
+            "- outside 10–40 %, a baseline is ahead beyond 2 SE: " + "; ".join(beyond) + f". spend_aware stops at "
+            f"{spent[-1]:.0f} below full HR: it does not buy tiles whose value-model bin predicts no gain, while "
+            "buying them still gains a little on test"
+        )
     cal = d["calibration"]
     out.append(
         f"- expected vs measured accuracy of the spend-aware orders: max |difference| {cal['max_abs_pt']:.2f} pt "
