@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder of the folds' chip lists and runs")
     parser.add_argument("--folds", type=int, nargs="+", default=[1, 2], choices=[1, 2])
-    parser.add_argument("--train", action="store_true", help="train each fold's recipe first (~15 min a fold)")
+    parser.add_argument("--train", action="store_true", help="train each fold's recipe first (about 3 min a fold on the 2-core machine alone)")
     parser.add_argument("--shipped", type=Path, default=REPO / "models" / "assets" / "default.pt")
     parser.add_argument("--previous", type=Path, default=None, help="fold 0: v1, for the own-budget comparison")
     parser.add_argument("--threads", type=int, default=2)

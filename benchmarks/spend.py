@@ -97,15 +97,39 @@ class TestRegion:
     validation: Callable[[], ImageSet]
 
 
-def _box(ox: float, oy: float, dx: float, dy: float) -> dict:
+def grid_spec(
+    source: str, crs: str, origin: tuple[float, float], pixel: tuple[float, float], shape: tuple[int, int],
+    bundle: ModelBundle, bands: list[str],
+) -> RegionSpec:  # fmt: skip
+    """A north-up region of ``shape`` (rows, cols) model tiles at ``origin``, whose footprint is the region."""
+    (ox, oy), (a, e), (n_rows, n_cols) = origin, pixel, shape
+    tile_px = bundle.hr_size[1]
+    dx, dy = n_cols * tile_px * a, n_rows * tile_px * e
     ring = [(ox, oy), (ox + dx, oy), (ox + dx, oy + dy), (ox, oy + dy), (ox, oy)]
-    return {"type": "Polygon", "coordinates": [ring]}
+    return RegionSpec(
+        source=source,
+        crs=crs,
+        transform=(a, 0.0, ox, 0.0, e, oy),
+        width=n_cols * tile_px,
+        height=n_rows * tile_px,
+        region={"type": "Polygon", "coordinates": [ring]},
+        tile_px=tile_px,
+        lr_size=tuple(bundle.lr_size),
+        grid=(bundle.grid.rows, bundle.grid.cols),
+        row0=0,
+        col0=0,
+        n_rows=n_rows,
+        n_cols=n_cols,
+        chunk_rows=n_rows,
+        bands=tuple(bands),
+        band_indexes=tuple(range(1, len(bands) + 1)),
+    )
 
 
 def sentinel2_region(bundle: ModelBundle, chips: Path) -> TestRegion:
     """The held-out strip: each test chip at its scene position (its file name says where)."""
     images, names = load_split(chips, "test")
-    tile_px, grid = bundle.hr_size[1], (bundle.grid.rows, bundle.grid.cols)
+    tile_px = bundle.hr_size[1]
     pos = np.array([[int(v) for v in re.search(r"_r(\d+)_c(\d+)", n).groups()] for n in names])
     with rasterio.open(chips / names[0]) as src:
         t, crs = src.transform, src.crs.to_string()
@@ -113,25 +137,8 @@ def sentinel2_region(bundle: ModelBundle, chips: Path) -> TestRegion:
     rows, cols = pos[:, 0] // tile_px, pos[:, 1] // tile_px
     r0, c0 = rows.min(), cols.min()
     n_rows, n_cols = int(rows.max() - r0 + 1), int(cols.max() - c0 + 1)
-    ox, oy = x0 + c0 * tile_px * t.a, y0 + r0 * tile_px * t.e
-    spec = RegionSpec(
-        source="test strip",
-        crs=crs,
-        transform=(t.a, 0.0, ox, 0.0, t.e, oy),
-        width=n_cols * tile_px,
-        height=n_rows * tile_px,
-        region=_box(ox, oy, n_cols * tile_px * t.a, n_rows * tile_px * t.e),
-        tile_px=tile_px,
-        lr_size=(tile_px // 4, tile_px // 4),
-        grid=grid,
-        row0=0,
-        col0=0,
-        n_rows=n_rows,
-        n_cols=n_cols,
-        chunk_rows=n_rows,
-        bands=("B02", "B03", "B04", "B08"),
-        band_indexes=(1, 2, 3, 4),
-    )
+    origin = (x0 + c0 * tile_px * t.a, y0 + r0 * tile_px * t.e)
+    spec = grid_spec("test strip", crs, origin, (t.a, t.e), (n_rows, n_cols), bundle, images.bands)
     flat = (rows - r0) * n_cols + (cols - c0)
     return TestRegion("sentinel2", "Sentinel-2 test strip", spec, flat, images, lambda: load_split(chips, "val")[0])
 
@@ -144,28 +151,13 @@ def canvas_region(bundle: ModelBundle, data_root: Path | None, side: int = 100, 
     if len(splits.test) < side * side:
         raise SystemExit(f"{side} x {side} tiles need {side * side} test canvases, the split has {len(splits.test)}")
     test = splits.test.subset(slice(0, side * side))
-    tile_px = test.hr_size[0]
-    if (tile_px, tile_px) != tuple(bundle.hr_size):
+    if tuple(test.hr_size) != tuple(bundle.hr_size):
         raise SystemExit(f"the bundle takes {bundle.hr_size} images, the canvases are {test.hr_size}")
-    ox, oy = 500_000.0, 5_000_000.0  # UTM 31N: any metric CRS prices the same grid the same
-    spec = RegionSpec(
-        source="scattered fashion-mnist test canvases",
-        crs="EPSG:32631",
-        transform=(pixel_m, 0.0, ox, 0.0, -pixel_m, oy),
-        width=side * tile_px,
-        height=side * tile_px,
-        region=_box(ox, oy, side * tile_px * pixel_m, -side * tile_px * pixel_m),
-        tile_px=tile_px,
-        lr_size=tuple(bundle.lr_size),
-        grid=(bundle.grid.rows, bundle.grid.cols),
-        row0=0,
-        col0=0,
-        n_rows=side,
-        n_cols=side,
-        chunk_rows=side,
-        bands=tuple(test.bands),
-        band_indexes=tuple(range(1, len(test.bands) + 1)),
-    )
+    origin = (500_000.0, 5_000_000.0)  # UTM 31N: any metric CRS prices the same grid the same
+    spec = grid_spec(
+        "scattered fashion-mnist test canvases", "EPSG:32631", origin, (pixel_m, -pixel_m), (side, side), bundle,
+        test.bands,
+    )  # fmt: skip
     title = f"Benchmark B test canvases as a {side} x {side}-tile region"
     return TestRegion("scattered_fashion_mnist", title, spec, np.arange(side * side), test, lambda: splits.val)
 
