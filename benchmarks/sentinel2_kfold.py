@@ -6,14 +6,14 @@
 The test strip of the shipped model is 540 chips: one chip is 0.19 pt and a difference
 of 1 pt is inside the noise. Folds hold out other strips of the same scene:
 
-- fold 0 is the shipped ``sentinel2-demo-v2`` on its own test strip (tile rows 0-8, validation
+- fold 0 is the shipped model (``models/assets/default.pt``) on its own test strip (tile rows 0-8, validation
   rows 10-18, trained on rows 20-59);
 - fold f (1, 2): test = tile rows 20f..20f+8, validation = rows 20f+10..20f+18, train = every
   other row except those next to a test or validation strip (the buffer the chip builder
   leaves between its strips). Each fold trains the shipped model's recipe
   (``benchmarks/configs/sentinel2_default.json``: the HR and LR classifiers, then Pt's policy)
   and serves Pt's policy with the two classifiers by the paper's S/P rule, as
-  ``sentinel2-demo-v2`` is served.
+  the shipped model is served.
 
 Pooled figures concatenate every fold's per-chip correctness (1,620 test chips): accuracy
 ± binomial SE per budget k = 0..16; differences (k against the best smaller k, k = 16
@@ -93,7 +93,7 @@ def evaluate_fold(chips: Path, served_path: Path, previous_path: Path | None) ->
     """
     test = load_chip_splits(chips, lr_factor=4, seed=0).test
     served = load_bundle(served_path)
-    served.metadata["fusion"] = "paper"  # served as sentinel2-demo-v2 is (Pt's policy, S/P fusion)
+    served.metadata["fusion"] = "paper"  # served as the shipped model is (Pt's policy, S/P fusion)
     hr, lr = classifiers(served, test)
     s = per_chip(served, test)
     out = {"test_chips": len(test), "hr": hr, "lr": lr, **s}
@@ -150,9 +150,9 @@ def section(result: dict[str, Any]) -> list[str]:
         "## Default Sentinel-2 model: spatial k-fold (issue 14)",
         "",
         "The shipped recipe (HR and LR classifiers, Pt's policy, the paper's S/P rule) on three held-out strips "
-        "of the scene instead of one: fold 0 is `sentinel2-demo-v2` itself on its test strip; folds 1 and 2 "
-        "retrain the same recipe with another strip held out for test and the next one for validation "
-        "(`benchmarks/sentinel2_kfold.py`). Accuracy % ± binomial SE; differences ± paired SE.",
+        f"of the scene instead of one: fold 0 is `{result['shipped']}` itself on its test strip; folds 1 and 2 "
+        f"retrain the same recipe (`{result['recipe']}`) with another strip held out for test and the next one "
+        "for validation (`benchmarks/sentinel2_kfold.py`). Accuracy % ± binomial SE; differences ± paired SE.",
         "",
         f"`{result['command']}` — {result['date']}, commit `{result['commit'][:12]}`.",
         "",
@@ -185,7 +185,7 @@ def section(result: dict[str, Any]) -> list[str]:
     ]
     v1 = result["folds"].get("0 (rows 0-8)", {}).get("served_minus_v1_at_own_budgets")
     if v1:
-        lines.append(f"- fold 0 only (v1 exists only there): v2 − v1 at each policy's own budget "
+        lines.append(f"- fold 0 only (v1 exists only there): {result['shipped']} − v1 at each policy's own budget "
                      f"{v1['diff']:+.2f} ± {v1['se']:.2f}")  # fmt: skip
     lines += ["", end]
     return lines
@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "pooled": pooled(raw),
         "folds": folds,
+        "shipped": load_bundle(args.shipped).metadata.get("model_id", str(args.shipped)),
         "recipe": str(CONFIG.relative_to(REPO)),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(),

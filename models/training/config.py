@@ -25,6 +25,10 @@ class TrainConfig:
     lr_cls_epochs: int = 2
     cls_lr: float = 2e-3
     cls_batch: int = 128
+    # which pretrained classifier weights are kept: the best validation epoch ("best"), or the
+    # last epoch of the cosine schedule ("last"), which leaves the validation split unbiased
+    # for calibrating the value model's expected accuracies on it
+    cls_keep: str = "best"
     augment_flip: bool = True
     # agent stages
     pt_epochs: int = 3
@@ -64,7 +68,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         choices = {"fill": ("lr", "zeros"), "fusion": ("paper", "confidence"),
-                   "budget_masks": ("policy", "random", "both"), "select": ("reward", "budgets")}  # fmt: skip
+                   "budget_masks": ("policy", "random", "both"), "select": ("reward", "budgets"),
+                   "cls_keep": ("best", "last")}  # fmt: skip
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

@@ -41,12 +41,17 @@ def fit(
     score_key: str,
     keep: dict[str, nn.Module],
     train_modes: Callable[[], None],
+    keep_best: bool = True,
 ) -> dict[str, float]:
     """Train ``epochs`` epochs; restore the weights of ``keep`` from the best validation epoch.
 
     ``step`` gets the batch and the overall progress in [0, 1] (for schedules such as alpha).
+    ``keep_best=False`` keeps the last epoch's weights instead: the validation split then only
+    reports, and stays an unbiased sample of the model's accuracy (the best of many noisy
+    epochs reads higher than the model will score on new data).
     """
     best_score, best_state, best_metrics = float("-inf"), None, {}
+    metrics: dict[str, float] = {}
     total = max(epochs * steps_per_epoch, 1)
     for epoch in range(epochs):
         train_modes()
@@ -62,6 +67,9 @@ def fit(
         if metrics[score_key] > best_score:
             best_score, best_metrics = metrics[score_key], {**metrics, "epoch": epoch + 1}
             best_state = {k: copy.deepcopy(m.state_dict()) for k, m in keep.items()}
+    if not keep_best:
+        log.info("%s last epoch kept, val %s (best was %s)", name, metrics, best_metrics)
+        return {**metrics, "epoch": epochs}
     if best_state is not None:
         for k, m in keep.items():
             m.load_state_dict(best_state[k])

@@ -104,8 +104,10 @@ def train_classifier(
     evaluate=None,
     distill: bool | float = False,
     budget_inputs=None,
+    keep_best: bool = True,
 ) -> dict[str, float]:
-    """Supervised training of one classifier on ``inputs(batch)``; best epoch on validation kept.
+    """Supervised training of one classifier on ``inputs(batch)``; best epoch on validation kept
+    (the last one with ``keep_best=False``).
 
     ``evaluate`` replaces the default validation (accuracy on ``inputs``) where the
     validation inputs must differ from the training ones. ``distill``: True for the
@@ -150,16 +152,22 @@ def train_classifier(
         score_key="acc",
         keep={name: net},
         train_modes=net.train,
+        keep_best=keep_best,
     )
 
 
 def pretrain_classifiers(ctx: Context) -> dict[str, dict[str, float]]:
     """HR classifier on full HR images, then the LR classifier initialised from it (Sec. 4.2)."""
     cfg, b = ctx.cfg, ctx.bundle
-    hr = train_classifier(ctx, b.hr_classifier, "hr_classifier", cfg.cls_epochs, lambda x: x.hr, cfg.cls_lr)
+    best = cfg.cls_keep == "best"
+    hr = train_classifier(
+        ctx, b.hr_classifier, "hr_classifier", cfg.cls_epochs, lambda x: x.hr, cfg.cls_lr, keep_best=best
+    )
     assert b.lr_classifier is not None
     b.lr_classifier.load_state_dict(b.hr_classifier.state_dict())
-    lr = train_classifier(ctx, b.lr_classifier, "lr_classifier", cfg.lr_cls_epochs, ctx.lr_input, cfg.cls_lr)
+    lr = train_classifier(
+        ctx, b.lr_classifier, "lr_classifier", cfg.lr_cls_epochs, ctx.lr_input, cfg.cls_lr, keep_best=best
+    )
     return {"hr_classifier": hr, "lr_classifier": lr}
 
 
@@ -333,8 +341,9 @@ def train_agent(ctx: Context, stage: str) -> dict[str, float]:
     )
 
 
-def baseline_batch_actions(ctx: Context, name: str, mean_patches: float, batch_size: int,
-                           generator: torch.Generator) -> torch.Tensor:
+def baseline_batch_actions(
+    ctx: Context, name: str, mean_patches: float, batch_size: int, generator: torch.Generator
+) -> torch.Tensor:
     """A baseline's masks at per-image budgets whose mean is ``mean_patches``."""
     k = fractional_k(mean_patches, batch_size, generator)
     return first_k(baseline_scores(name, ctx.bundle.grid, batch_size, generator), k).to(ctx.device)
