@@ -11,8 +11,9 @@ models or budgets on the same chips gets the paired SE (SD of the per-chip diffe
 in correctness / sqrt(n)), which is what says whether ~1 pt is real.
 
     python benchmarks/sentinel2_default.py --data-root data/s2_chips \\
-        --classifiers runs/s2_v2/classifiers.pt --served models/assets/default.pt \\
-        --previous runs/default-v1.pt --report-dir benchmarks/reports/sentinel2_default
+        --classifiers runs/s2_v3/classifiers.pt --served models/assets/default.pt \\
+        --previous runs/default-v1.pt --replaced runs/default-v2.pt \\
+        --report-dir benchmarks/reports/sentinel2_default
 """
 
 from __future__ import annotations
@@ -109,7 +110,13 @@ def monotonicity(sweep: dict[int, torch.Tensor]) -> dict[str, Any]:
     return {"by_k": rows, "worst": worst}
 
 
-def summarise(split: ImageSet, cls: ModelBundle, served: ModelBundle, previous: ModelBundle | None) -> dict[str, Any]:
+def summarise(
+    split: ImageSet,
+    cls: ModelBundle,
+    served: ModelBundle,
+    previous: ModelBundle | None,
+    replaced: ModelBundle | None = None,
+) -> dict[str, Any]:
     hr, lr = classifiers(cls, split)
     s = per_chip(served, split)
     out: dict[str, Any] = {
@@ -138,6 +145,20 @@ def summarise(split: ImageSet, cls: ModelBundle, served: ModelBundle, previous: 
         }
         out["checks"]["served_minus_previous_at_own_budgets"] = paired(s["greedy"], prev["greedy"])
         out["checks"]["previous_monotonicity"] = monotonicity(prev["sweep"])
+    if replaced is not None:
+        r = per_chip(replaced, split)
+        out["replaced"] = {
+            "name": replaced.metadata.get("model_id"),
+            "fusion": replaced.metadata.get("fusion"),
+            "policy_budget": entry(r["greedy"], r["patches"]),
+            "sweep": {str(k): entry(c, float(k)) for k, c in r["sweep"].items()},
+        }
+        out["checks"]["served_minus_replaced"] = {
+            "k16": paired(s["sweep"][16], r["sweep"][16]),
+            "k0": paired(s["sweep"][0], r["sweep"][0]),
+            "own_budgets": paired(s["greedy"], r["greedy"]),
+        }
+        out["checks"]["replaced_monotonicity"] = monotonicity(r["sweep"])
     return out
 
 
@@ -207,6 +228,17 @@ def markdown(result: dict[str, Any], val: dict[str, Any], command: str) -> str:
             f"- {prev['name']}'s largest drop below a smaller budget: {w['diff']:+.2f} ± {w['se']:.2f} pt "
             f"(k = {w['k']} vs k = {w['best_smaller_k']})",
         ]
+    rep = result.get("replaced")
+    if rep:
+        r = c["served_minus_replaced"]
+        w = c["replaced_monotonicity"]["worst"]
+        lines.append(
+            f"- against {rep['name']} (the bundle it replaces), paired: all 16 patches {r['k16']['diff']:+.2f} ± "
+            f"{r['k16']['se']:.2f} pt, none {r['k0']['diff']:+.2f} ± {r['k0']['se']:.2f}, each at its own budget "
+            f"{r['own_budgets']['diff']:+.2f} ± {r['own_budgets']['se']:.2f} ({rep['policy_budget']['patches']:.2f} "
+            f"patches); {rep['name']}'s largest drop {w['diff']:+.2f} ± {w['se']:.2f} (k = {w['k']} vs "
+            f"{w['best_smaller_k']})"
+        )
     lines += ["", f"Command: `{command}`", ""]
     return "\n".join(lines)
 
@@ -217,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifiers", type=Path, required=True, help="classifiers.pt of the run (HR and LR)")
     parser.add_argument("--served", type=Path, default=REPO / "models" / "assets" / "default.pt")
     parser.add_argument("--previous", type=Path, default=None, help="a previous shipped bundle to compare with")
+    parser.add_argument("--replaced", type=Path, default=None, help="the shipped bundle this one replaces")
     parser.add_argument("--results-json", type=Path, default=REPO / "benchmarks" / "results" / "sentinel2_default.json")
     parser.add_argument("--report-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
@@ -248,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cls, served = load_bundle(args.classifiers), load_bundle(args.served)
     previous = load_bundle(args.previous) if args.previous else None
-    result = summarise(splits.test, cls, served, previous)
+    replaced = load_bundle(args.replaced) if args.replaced else None
+    result = summarise(splits.test, cls, served, previous, replaced)
     val = summarise(splits.val, cls, served, None)
     result.update(
         validation={"images": val["images"], "HR": val["HR"], "LR": val["LR"], "served": val["served"],

@@ -96,46 +96,46 @@ def evaluate_fold(chips: Path, served_path: Path, previous_path: Path | None) ->
     served.metadata["fusion"] = "paper"  # served as the shipped model is (Pt's policy, S/P fusion)
     hr, lr = classifiers(served, test)
     s = per_chip(served, test)
-    out = {"test_chips": len(test), "hr": hr, "lr": lr, **s}
+    cfg = served.metadata.get("config") or {}
+    # The recipe settings this fold's model was trained with, as its checkpoint records them.
+    trained_with = {k: cfg.get(k) for k in ("cls_epochs", "lr_cls_epochs", "cls_keep", "pt_epochs", "sigma_pt", "seed")}
+    out = {"test_chips": len(test), "hr": hr, "lr": lr, "trained_with": trained_with, **s}
     if previous_path is not None:
         out["previous_greedy"] = per_chip(load_bundle(previous_path), test)["greedy"]
     return out
 
 
 def pooled(folds: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    cat = lambda key: torch.cat([f[key] for f in folds.values()])  # noqa: E731
-    sweep = {k: torch.cat([f["sweep"][k] for f in folds.values()]) for k in range(17)}
-    hr, lr, greedy = cat("hr"), cat("lr"), cat("greedy")
+    """The folds' per-chip results as one set of test chips."""
     chips = sum(f["test_chips"] for f in folds.values())
-    patches = sum(f["patches"] * f["test_chips"] for f in folds.values()) / chips
     return {
         "test_chips": chips,
-        "HR": entry(hr, 16.0),
-        "LR": entry(lr, 0.0),
-        "served": {
-            "policy_budget": entry(greedy, patches),
-            "sweep": {str(k): entry(c, float(k)) for k, c in sweep.items()},
-        },
-        "checks": {
-            "k16_minus_HR": paired(sweep[16], hr),
-            "k0_minus_LR": paired(sweep[0], lr),
-            "monotonicity": monotonicity(sweep),
-            "HR_minus_LR": paired(hr, lr),
-        },
+        "patches": sum(f["patches"] * f["test_chips"] for f in folds.values()) / chips,
+        **{key: torch.cat([f[key] for f in folds.values()]) for key in ("hr", "lr", "greedy")},
+        "sweep": {k: torch.cat([f["sweep"][k] for f in folds.values()]) for k in range(17)},
     }
 
 
-def per_fold(f: dict[str, Any]) -> dict[str, Any]:
+def summary(f: dict[str, Any]) -> dict[str, Any]:
+    """Accuracies ± SE and the issue's paired checks for per-chip results (one fold, or all pooled)."""
     out = {
         "test_chips": f["test_chips"],
+        **({"trained_with": f["trained_with"]} if "trained_with" in f else {}),
         "HR": entry(f["hr"], 16.0),
         "LR": entry(f["lr"], 0.0),
-        "served": {"policy_budget": entry(f["greedy"], f["patches"]),
-                   "sweep": {str(k): entry(c, float(k)) for k, c in f["sweep"].items()}},
-        "monotonicity": monotonicity(f["sweep"])["worst"],
-    }  # fmt: skip
+        "served": {
+            "policy_budget": entry(f["greedy"], f["patches"]),
+            "sweep": {str(k): entry(c, float(k)) for k, c in f["sweep"].items()},
+        },
+        "checks": {
+            "k16_minus_HR": paired(f["sweep"][16], f["hr"]),
+            "k0_minus_LR": paired(f["sweep"][0], f["lr"]),
+            "monotonicity": monotonicity(f["sweep"]),
+            "HR_minus_LR": paired(f["hr"], f["lr"]),
+        },
+    }
     if "previous_greedy" in f:
-        out["served_minus_v1_at_own_budgets"] = paired(f["greedy"], f["previous_greedy"])
+        out["checks"]["served_minus_v1_at_own_budgets"] = paired(f["greedy"], f["previous_greedy"])
     return out
 
 
@@ -160,7 +160,7 @@ def section(result: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for name, f in result["folds"].items():
-        w = f["monotonicity"]
+        w = f["checks"]["monotonicity"]["worst"]
         pb = f["served"]["policy_budget"]
         lines.append(
             f"| {name} | {f['test_chips']} | {f['LR']['accuracy']:.2f} ± {f['LR']['se']:.2f} | "
@@ -183,7 +183,7 @@ def section(result: dict[str, Any]) -> list[str]:
         f"(k = {mono['k']} vs {mono['best_smaller_k']}) → " + ("**met**" if mono["diff"] >= -1.0 else "**missed**"),
         f"- what HR buys on this scene: HR − LR {hl['diff']:+.2f} ± {hl['se']:.2f} pt (pooled)",
     ]
-    v1 = result["folds"].get("0 (rows 0-8)", {}).get("served_minus_v1_at_own_budgets")
+    v1 = result["folds"].get("0 (rows 0-8)", {}).get("checks", {}).get("served_minus_v1_at_own_budgets")
     if v1:
         lines.append(f"- fold 0 only (v1 exists only there): {result['shipped']} − v1 at each policy's own budget "
                      f"{v1['diff']:+.2f} ± {v1['se']:.2f}")  # fmt: skip
@@ -196,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder of the folds' chip lists and runs")
     parser.add_argument("--folds", type=int, nargs="+", default=[1, 2], choices=[1, 2])
-    parser.add_argument("--train", action="store_true", help="train each fold's recipe first (about 3 min a fold on the 2-core machine alone)")
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="train each fold's recipe first (about 3 min a fold on the 2-core machine alone)",
+    )
     parser.add_argument("--shipped", type=Path, default=REPO / "models" / "assets" / "default.pt")
     parser.add_argument("--previous", type=Path, default=None, help="fold 0: v1, for the own-budget comparison")
     parser.add_argument("--threads", type=int, default=2)
@@ -206,16 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     folds: dict[str, dict[str, Any]] = {}
     raw: dict[int, dict[str, Any]] = {}
     raw[0] = evaluate_fold(args.data_root, args.shipped, args.previous)
-    folds["0 (rows 0-8)"] = per_fold(raw[0])
+    folds["0 (rows 0-8)"] = summary(raw[0])
     for f in args.folds:
         chips = make_fold(args.data_root, args.out, f)
         run = args.out / f"fold{f}"
         if args.train:
             train_fold(chips, run, args.threads)
         raw[f] = evaluate_fold(chips, run / "pt.pt", None)
-        folds[f"{f} (rows {20 * f}-{20 * f + ROWS_PER_STRIP - 1})"] = per_fold(raw[f])
+        folds[f"{f} (rows {20 * f}-{20 * f + ROWS_PER_STRIP - 1})"] = summary(raw[f])
     result = {
-        "pooled": pooled(raw),
+        "pooled": summary(pooled(raw)),
         "folds": folds,
         "shipped": load_bundle(args.shipped).metadata.get("model_id", str(args.shipped)),
         "recipe": str(CONFIG.relative_to(REPO)),

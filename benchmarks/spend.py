@@ -5,16 +5,18 @@
     B=runs/scattered_fashion_mnist
     python -c "from models.nn.checkpoint import load_bundle, save_bundle; b = load_bundle('$B/pt.pt'); \
         b.metadata['fusion'] = 'paper'; save_bundle(b, '$B/served.pt')"
-    python benchmarks/spend.py --region scattered_fashion_mnist --bundle $B/served.pt --patch-bundle $B/ft1.pt
     python benchmarks/spend.py --region scattered_fashion_mnist --bundle $B/served.pt --patch-bundle $B/ft1.pt \
-        --pricing tasking
+        --fixed-bundle $B/baseline-fixed-h.pt
+    python benchmarks/spend.py --region scattered_fashion_mnist --bundle $B/served.pt --patch-bundle $B/ft1.pt \
+        --fixed-bundle $B/baseline-fixed-h.pt --pricing tasking
 
 The bundle is the one served for the region, built as the shipped Sentinel-2 model is: the
 pretrained HR and LR classifiers with Pt's policy and the paper's S/P rule, so a tile with no
 HR is the LR classifier's answer and a whole tile the HR classifier's. ``--patch-bundle``
 (default: the same) classifies the tiles the patch methods buy patches of, with its own
 policy's patches: on benchmark B, Ft-1, whose classifier was finetuned on such masks (the
-paper's method at its best), while their unbought tiles keep the LR classifier's answer.
+paper's method at its best), while their unbought tiles keep the LR classifier's answer;
+``--fixed-bundle`` classifies Fixed-H's patches with the Fixed-H baseline's own classifier.
 
 Regions:
 - ``sentinel2``: the test chips (32 px at 10 m = 320 m, real labels from the chip builder) at
@@ -147,7 +149,10 @@ def canvas_region(bundle: ModelBundle, data_root: Path | None, side: int = 100, 
     """Benchmark B's test canvases, row by row, as a ``side`` x ``side`` tile region at ``pixel_m``."""
     from models.datasets.fashion_mnist import BENCHMARKS, DEFAULT_ROOT
 
-    splits = BENCHMARKS["scattered_fashion_mnist"](data_root or DEFAULT_ROOT, seed=0)
+    # The split the bundle was trained on: the validation canvases that calibrate the value model in
+    # memory must be ones it did not train on (the test canvases are the official test set either way).
+    seed = int((bundle.metadata.get("training_data") or {}).get("seed", 0))
+    splits = BENCHMARKS["scattered_fashion_mnist"](data_root or DEFAULT_ROOT, seed=seed)
     if len(splits.test) < side * side:
         raise SystemExit(f"{side} x {side} tiles need {side * side} test canvases, the split has {len(splits.test)}")
     test = splits.test.subset(slice(0, side * side))
@@ -168,10 +173,18 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"diff": round(float(d.mean()), 4), "se": round(float(d.std(ddof=1) / math.sqrt(len(d))), 4)}
 
 
-def evaluate(bundle: ModelBundle, region: TestRegion, preset: str, patch_bundle: ModelBundle | None = None) -> dict:
+def evaluate(
+    bundle: ModelBundle,
+    region: TestRegion,
+    preset: str,
+    patch_bundle: ModelBundle | None = None,
+    fixed_bundle: ModelBundle | None = None,
+) -> dict:
     """Every method's accuracy-against-spend curve on ``region`` under the pricing ``preset``.
 
-    ``patch_bundle`` (default ``bundle``) chooses and classifies the patch methods' patches.
+    ``patch_bundle`` (default ``bundle``) chooses and classifies the patch methods' patches;
+    ``fixed_bundle`` (default ``patch_bundle``) classifies Fixed-H's patches: the Fixed-H baseline's own
+    classifier, trained on Fixed-H's masks in PatchDrop's budget regime, so it faces the method fairly.
     """
     vm = ValueModel.of_bundle(bundle.metadata)
     calibrated_in_memory = vm is None
@@ -208,11 +221,12 @@ def evaluate(bundle: ModelBundle, region: TestRegion, preset: str, patch_bundle:
         fixed[i, fixed_h[:k]] = True
     hr_images = images.hr.float().numpy()
 
-    def right_with(masks: np.ndarray) -> np.ndarray:
-        res = classify(pb, out["lr"], hr_images, [np.flatnonzero(m).tolist() for m in masks])
-        return np.array([pb.class_names.index(r.class_name) for r in res]) == out["labels"]
+    def right_with(masks: np.ndarray, by: ModelBundle) -> np.ndarray:
+        res = classify(by, out["lr"], hr_images, [np.flatnonzero(m).tolist() for m in masks])
+        return np.array([by.class_names.index(r.class_name) for r in res]) == out["labels"]
 
-    fixed_right, picks_right = right_with(fixed), right_with(picks)
+    fb = fixed_bundle or pb
+    fixed_right, picks_right = right_with(fixed, fb), right_with(picks, pb)
 
     full_price = price_bits(np.full(n, full_bits))
     hr_acc, lr_acc = float(hr_right.mean()), float(lr_right.mean())
@@ -302,12 +316,13 @@ def evaluate(bundle: ModelBundle, region: TestRegion, preset: str, patch_bundle:
             "spend": b,
             "price": round(float(np.mean([r[0][i]["price"] for r in runs])), 2),
             "accuracy": round(float(np.mean([r[0][i]["accuracy"] for r in runs])), 4),
-            # Within-seed binomial error of the mean plus the spread between seeds.
+            # One seed's binomial error (every seed draws from the same tiles, so averaging seeds does
+            # not shrink it) plus the error of the mean over seeds from their spread.
             "se": round(
                 float(
                     np.sqrt(
-                        np.mean([r[0][i]["se"] ** 2 for r in runs]) / RANDOM_SEEDS
-                        + np.var([r[0][i]["accuracy"] for r in runs])
+                        np.mean([r[0][i]["se"] ** 2 for r in runs])
+                        + np.var([r[0][i]["accuracy"] for r in runs], ddof=1) / RANDOM_SEEDS
                     )
                 ),
                 4,
@@ -343,6 +358,11 @@ def evaluate(bundle: ModelBundle, region: TestRegion, preset: str, patch_bundle:
         "model": bundle.metadata.get("model_id"),
         "bundle": {"stage": bundle.metadata.get("stage"), "fusion": bundle.metadata.get("fusion")},
         "patch_bundle": {"stage": pb.metadata.get("stage"), "fusion": pb.metadata.get("fusion")},
+        "fixed_bundle": {
+            "stage": fb.metadata.get("stage"),
+            "fusion": fb.metadata.get("fusion"),
+            "own_classifier": fixed_bundle is not None,
+        },
         "value_model": {
             "feature": vm.feature,
             "scores_on_validation": vm.info.get("scores"),
@@ -375,6 +395,7 @@ def main() -> int:
     ap.add_argument("--region", default="sentinel2", choices=["sentinel2", "scattered_fashion_mnist"])
     ap.add_argument("--bundle", default="models/assets/default.pt")
     ap.add_argument("--patch-bundle", default=None, help="chooses and classifies the patch methods' patches")
+    ap.add_argument("--fixed-bundle", default=None, help="classifies fixed_h's patches (the Fixed-H baseline)")
     ap.add_argument("--chips", default="data/s2_chips", help="sentinel2: the chip folder")
     ap.add_argument("--data-root", type=Path, default=None, help="scattered_fashion_mnist: Fashion-MNIST's folder")
     ap.add_argument("--side", type=int, default=100, help="scattered_fashion_mnist: tiles per region side")
@@ -389,7 +410,12 @@ def main() -> int:
     else:
         region = canvas_region(bundle, args.data_root, args.side)
     patch_bundle = load_bundle(args.patch_bundle) if args.patch_bundle else None
-    result = evaluate(bundle, region, args.pricing, patch_bundle)
+    fixed_bundle = None
+    if args.fixed_bundle:
+        fixed_bundle = load_bundle(args.fixed_bundle)
+        # Scored as benchmark B's fair comparison scores the one-stream baselines: HR classifier alone.
+        fixed_bundle.metadata["fusion"] = "hr-only"
+    result = evaluate(bundle, region, args.pricing, patch_bundle, fixed_bundle)
     result.update(
         seconds=round(time.perf_counter() - started, 1),
         date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -438,7 +464,7 @@ def _verdict(d: dict) -> list[str]:
             else "**not met**"
         )
         + f" (LR only: {100 * d['lr_accuracy']:.2f} %)"
-        + _without_minimums(d)
+        + ("" if cheap else _without_minimums(d))
     ]
     for b in (0.1, 0.2, 0.3, 0.4):
         ours = sa[b]
@@ -487,54 +513,79 @@ def _verdict(d: dict) -> list[str]:
 
 
 def _without_minimums(d: dict) -> str:
-    """What the value model's own ranking would reach at 40 % if the vendor billed only the tiles' area."""
+    """Where spend_aware misses full HR at 40 %: what the value model's own ranking would reach there if the
+    vendor billed only the tiles' area."""
     ref = next((p for p in d.get("value_model_without_minimums", []) if round(p["spend"], 2) == 0.4), None)
     if ref is None:
         return ""
-    return (
-        f". Without the vendor minimums (not orderable: the value model's best 40 % of the tiles, billed by "
-        f"their own area) it would be {100 * ref['accuracy']:.2f} % ({100 * (ref['accuracy'] - d['hr_accuracy']):+.2f}"
-        " pt against full HR): the ranking alone is not what falls short"
+    verdict = (
+        "the ranking alone is not what falls short"
         if ref["accuracy"] >= d["hr_accuracy"] - 0.005
-        else f". Without the vendor minimums (not orderable: the value model's best 40 % of the tiles, billed by "
-        f"their own area) it would be {100 * ref['accuracy']:.2f} %: the value model's ranking falls short too"
+        else "the value model's ranking falls short too"
+    )
+    return (
+        ". Without the vendor minimums (not orderable: the value model's best 40 % of the tiles, billed by their "
+        f"own area) it would be {100 * ref['accuracy']:.2f} % ({100 * (ref['accuracy'] - d['hr_accuracy']):+.2f} pt "
+        f"against full HR): {verdict}"
     )
 
 
 def _fold_calibration() -> list[str]:
     """The calibration on the spatial k-fold's other held-out strips (``spend_sentinel2_fold<f>.json``, archive)."""
-    folds = sorted((ROOT / "benchmarks" / "results").glob("spend_sentinel2_fold[0-9].json"))
+    results = ROOT / "benchmarks" / "results"
+    folds = sorted(p for p in results.glob("spend_sentinel2_fold[1-9].json"))
     if not folds:
         return []
-    main_ = json.loads((ROOT / "benchmarks" / "results" / "spend_sentinel2.json").read_text())
-    runs = [("0 (the shipped model)", main_)] + [
-        (p.stem.rsplit("fold", 1)[1], json.loads(p.read_text())) for p in folds
-    ]
+    runs = [("0 (the shipped model)", json.loads((results / "spend_sentinel2.json").read_text()))]
+    runs += [(p.stem.rsplit("fold", 1)[1], json.loads(p.read_text())) for p in folds]
     lines = [
         "Calibration on more than one area: the spatial k-fold's models (`benchmarks/sentinel2_kfold.py`, the "
         "same recipe with another strip held out), each calibrated on its own validation strip and planned over "
-        "its own test strip (archive pricing):",
+        "its own test strip (archive pricing). The validation − test columns are each model's accuracy on its "
+        "validation strip minus on its test strip: how much the two areas differ.",
         "",
-        "| fold | test chips | LR | HR | value-model feature | expected − measured, per budget (pt) | max abs |",
+        "| fold | test chips | LR (val − test) | HR (val − test) | value-model feature | expected − measured, "
+        "per budget (pt) | max abs |",
         "|---|---|---|---|---|---|---|",
     ]
+
+    def shift(d: dict, stream: str) -> float:
+        return 100 * (d["value_model"][f"{stream}_accuracy_on_validation"] - d[f"{stream}_accuracy"])
+
     for name, d in runs:
-        cal = d["calibration"]
+        cal, vm = d["calibration"], d["value_model"]
+        lr_shift, hr_shift = shift(d, "lr"), shift(d, "hr")
         lines.append(
-            f"| {name} | {d['region']['tiles']} | {100 * d['lr_accuracy']:.2f} | {100 * d['hr_accuracy']:.2f} | "
-            f"`{d['value_model']['feature']}` | {', '.join(f'{v:+.2f}' for v in cal['expected_minus_measured_pt'])} "
-            f"| {cal['max_abs_pt']:.2f} |"
+            f"| {name} | {d['region']['tiles']} | {100 * d['lr_accuracy']:.2f} ({lr_shift:+.2f}) | "
+            f"{100 * d['hr_accuracy']:.2f} ({hr_shift:+.2f}) | `{vm['feature']}` | "
+            f"{', '.join(f'{v:+.2f}' for v in cal['expected_minus_measured_pt'])} | {cal['max_abs_pt']:.2f} |"
         )
-    tiles = np.array([d["region"]["tiles"] for _, d in runs], np.float64)
-    diffs = np.array([d["calibration"]["expected_minus_measured_pt"] for _, d in runs])
-    pooled = (diffs * tiles[:, None]).sum(0) / tiles.sum()
-    worst = float(np.abs(pooled).max())
+    worst = [d["calibration"]["max_abs_pt"] for _, d in runs]
+    within = sum(w <= 1.0 for w in worst)
+    mean_abs = float(np.mean([np.abs(d["calibration"]["expected_minus_measured_pt"]).mean() for _, d in runs]))
+
+    def described(name: str, d: dict) -> str:
+        return (
+            f"fold {name.split()[0]}: validation − test {shift(d, 'lr'):+.2f} pt for LR, {shift(d, 'hr'):+.2f} "
+            f"with HR, feature `{d['value_model']['feature']}`"
+        )
+
+    missed = [described(name, d) for (name, d), w in zip(runs, worst, strict=True) if w > 1.0]
+    met = [described(name, d) for (name, d), w in zip(runs, worst, strict=True) if w <= 1.0]
     lines += [
         "",
-        f"Pooled over the {len(runs)} strips ({tiles.sum():.0f} chips): expected − measured "
-        f"{', '.join(f'{v:+.2f}' for v in pooled)} pt per budget; max |difference| {worst:.2f} pt: within 1 pt "
-        + ("**met**" if worst <= 1.0 else "**not met**")
-        + ". Commands: "
+        f"Within 1 pt at every budget on {within} of the {len(runs)} strips (mean |expected − measured| over "
+        f"strips and budgets {mean_abs:.2f} pt)."
+        + (
+            f" Where it misses ({'; '.join(missed)}), the model scores differently on its validation area than "
+            "on its test area, which a value model fitted on one 540-chip validation strip cannot see; where it "
+            f"is met ({'; '.join(met)}) the areas differ too, and a feature of the LR classifier's confidence "
+            "(`lr_*`), whose bins follow the area's difficulty, absorbs more of it than a policy feature "
+            "(a reading of three strips, not a test)."
+            if missed and met
+            else ""
+        )
+        + " One measured accuracy's SE on a strip is about 1.3 pt. Commands: "
         + "; ".join(f"`{d['command']}`" for _, d in runs[1:])
         + ".",
         "",
@@ -580,8 +631,15 @@ def write_spend_section(region: str) -> None:
             f"{any_['bundle']['stage']}'s policy and the `{any_['bundle']['fusion']}` rule, built as the shipped "
             "Sentinel-2 model is (no HR: the LR classifier's answer; a whole tile: the HR classifier's); the "
             f"patch methods choose and classify their patches with {any_['patch_bundle']['stage']} "
-            f"(`{any_['patch_bundle']['fusion']}`), whose classifier was finetuned on its policy's masks (fixed_h "
-            "is scored with the same classifier on Fixed-H's masks, which it was not finetuned on: a handicap).",
+            f"(`{any_['patch_bundle']['fusion']}`), whose classifier was finetuned on its policy's masks; "
+            + (
+                f"fixed_h takes as many patches per tile in Fixed-H's order, classified by {fixed['stage']} "
+                f"(`{fixed['fusion']}`), the Fixed-H baseline's classifier trained on those masks in PatchDrop's "
+                "budget regime."
+                if (fixed := any_.get("fixed_bundle") or {}).get("own_classifier")
+                else "fixed_h is scored with the same classifier on Fixed-H's masks, which it was not finetuned "
+                "on: a handicap."
+            ),
         ]
     calibrated = (
         "calibrated in memory on the validation split by this benchmark"
@@ -629,9 +687,10 @@ def write_spend_section(region: str) -> None:
             f"{100 * a['value_model']['hr_accuracy_on_validation']:.2f} % with HR, against "
             f"{100 * a['lr_accuracy']:.2f} % and {100 * a['hr_accuracy']:.2f} % on the test tiles"
             + (
-                " (a different area of the scene). The served classifiers keep their last training epoch "
-                "(`cls_keep: last`), so the validation strip was not used to pick their weights and its "
-                "accuracies are not the best of many noisy epochs."
+                " (a different area of the scene). Two things can make the expected accuracies miss: the "
+                "validation strip picking the classifiers' weights (the best of 30 noisy epochs reads high; "
+                "the served classifiers keep their last epoch, `cls_keep: last`, to remove that), and the areas "
+                "differing, which remains (below)."
                 if region == "sentinel2"
                 else " (the same distribution as validation)."
             ),

@@ -75,3 +75,20 @@ def test_the_batch_policy_path_matches_the_eager_policy():
         eager = torch.sigmoid(bundle.policy(bundle.normalise(torch.from_numpy(lr)))).numpy()
     assert fast.shape == (300, 16)
     assert np.abs(fast - eager).max() < 1e-4
+
+
+def test_each_thread_gets_its_own_prepared_region():
+    # GEOS prepared geometries are not thread-safe: the order builders run in parallel threads.
+    import json
+    import threading
+
+    from models.acquisition.region import _cached_region
+
+    text = json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [5, 5], [0, 5], [0, 0]]]})
+    here = _cached_region(text)
+    assert _cached_region(text) is here  # reused within a thread
+    other: list = []
+    t = threading.Thread(target=lambda: other.append(_cached_region(text)))
+    t.start()
+    t.join()
+    assert other[0] is not here and other[0].equals(here)

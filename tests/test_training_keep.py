@@ -51,3 +51,28 @@ def test_cls_keep_accepts_best_and_last_only():
     assert TrainConfig(cls_keep="last").cls_keep == "last"
     with pytest.raises(ValueError, match="cls_keep"):
         TrainConfig(cls_keep="median")
+
+
+@pytest.mark.parametrize("cls_keep, keep_best", [("best", True), ("last", False)])
+def test_pretrained_classifiers_keep_the_epoch_the_config_names(monkeypatch, cls_keep, keep_best):
+    from types import SimpleNamespace
+
+    from models.training import stages
+
+    seen = []
+
+    def fake_train(ctx, net, name, *args, keep_best=True, **kwargs):
+        seen.append((name, keep_best))
+        return {}
+
+    monkeypatch.setattr(stages, "train_classifier", fake_train)
+    bundle = SimpleNamespace(hr_classifier=nn.Linear(1, 1), lr_classifier=nn.Linear(1, 1))
+    ctx = SimpleNamespace(cfg=TrainConfig(cls_keep=cls_keep), bundle=bundle, lr_input=lambda b: b.lr)
+    stages.pretrain_classifiers(ctx)
+    assert seen == [("hr_classifier", keep_best), ("lr_classifier", keep_best)]
+
+
+def test_no_epochs_reports_nothing_either_way():
+    for keep_best in (True, False):
+        net, metrics = run(keep_best, [])
+        assert metrics == {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -186,18 +187,24 @@ class RegionSpec:
         return _cached_region(json.dumps(self.region, sort_keys=True))
 
 
-_REGION_CACHE: dict[str, BaseGeometry] = {}
+# One cache per thread: GEOS prepared geometries are not thread-safe (libgeos/geos#825), and the
+# chunk reader and the order builders use the region from several threads at once; a shared
+# prepared region crashed a worker with a segfault in libgeos.
+_REGION_CACHE = threading.local()
 
 
 def _cached_region(text: str) -> BaseGeometry:
     # Each chunk of a job parses the same region; a complex one costs milliseconds to rebuild.
-    geom = _REGION_CACHE.get(text)
+    cache: dict[str, BaseGeometry] | None = getattr(_REGION_CACHE, "regions", None)
+    if cache is None:
+        cache = _REGION_CACHE.regions = {}
+    geom = cache.get(text)
     if geom is None:
-        if len(_REGION_CACHE) > 16:
-            _REGION_CACHE.clear()
+        if len(cache) > 16:
+            cache.clear()
         geom = shape(json.loads(text))
         shapely.prepare(geom)
-        _REGION_CACHE[text] = geom
+        cache[text] = geom
     return geom
 
 

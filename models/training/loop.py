@@ -66,10 +66,11 @@ def fit(
         log.info("%s epoch %d/%d train %s val %s", name, epoch + 1, epochs, train_means, metrics)
         if metrics[score_key] > best_score:
             best_score, best_metrics = metrics[score_key], {**metrics, "epoch": epoch + 1}
-            best_state = {k: copy.deepcopy(m.state_dict()) for k, m in keep.items()}
+            if keep_best:
+                best_state = {k: copy.deepcopy(m.state_dict()) for k, m in keep.items()}
     if not keep_best:
         log.info("%s last epoch kept, val %s (best was %s)", name, metrics, best_metrics)
-        return {**metrics, "epoch": epochs}
+        return {**metrics, "epoch": epochs} if metrics else {}
     if best_state is not None:
         for k, m in keep.items():
             m.load_state_dict(best_state[k])

@@ -30,10 +30,16 @@ def plan(tmp_path: Path) -> dict:
 def test_sample_tile_plan_names_the_patches_their_order_and_the_price(plan):
     assert plan["model_version"] == "sentinel2-demo-v3"
     purchase = plan["purchase"]
-    # The policy's patches, most probable first (recorded by running the committed model; patch 1 is
-    # the least sure at 0.547, still clear of the 0.5 threshold).
-    assert purchase["selected_patches"] == [4, 5, 0, 8, 10, 3, 11, 6, 9, 7, 1]
+    # The policy's patches (recorded by running the committed model; patch 1 is the least sure at
+    # 0.547, still clear of the 0.5 threshold), most probable first. Neighbours in that order closer
+    # than 2e-3 (patches 5 and 0: 0.766 and 0.764) may swap on another machine, so the order is
+    # checked against the plan's own probabilities and pinned only where the gap is wider.
+    selected = purchase["selected_patches"]
+    assert sorted(selected) == [0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     assert [p["id"] for p in plan["patches"] if p["selected"]] == [0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    probs = plan["patch_probabilities"]
+    assert all(probs[a] >= probs[b] for a, b in zip(selected, selected[1:], strict=False))
+    assert selected[0] == 4 and selected[-1] == 1 and set(selected[1:3]) == {0, 5}
     # 0.1 km² of tile: the vendor's 1 km² minimum makes the selection cost as much as the whole tile.
     assert purchase["recommendation"] == "whole_tile"
     assert purchase["price"] == purchase["whole_tile"]["price"] == pytest.approx(100.0)
