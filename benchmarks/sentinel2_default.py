@@ -110,6 +110,16 @@ def monotonicity(sweep: dict[int, torch.Tensor]) -> dict[str, Any]:
     return {"by_k": rows, "worst": worst}
 
 
+def described(bundle: ModelBundle, r: dict[str, Any]) -> dict[str, Any]:
+    """A bundle's name and fusion, its accuracy at its policy's own budget and at every k (``per_chip``'s ``r``)."""
+    return {
+        "name": bundle.metadata.get("model_id"),
+        "fusion": bundle.metadata.get("fusion"),
+        "policy_budget": entry(r["greedy"], r["patches"]),
+        "sweep": {str(k): entry(c, float(k)) for k, c in r["sweep"].items()},
+    }
+
+
 def summarise(
     split: ImageSet,
     cls: ModelBundle,
@@ -123,12 +133,7 @@ def summarise(
         "images": len(split),
         "HR": entry(hr, 16.0),
         "LR": entry(lr, 0.0),
-        "served": {
-            "name": served.metadata.get("model_id"),
-            "fusion": served.metadata.get("fusion"),
-            "policy_budget": entry(s["greedy"], s["patches"]),
-            "sweep": {str(k): entry(c, float(k)) for k, c in s["sweep"].items()},
-        },
+        "served": described(served, s),
         "checks": {
             "k16_minus_HR": paired(s["sweep"][16], hr),
             "k0_minus_LR": paired(s["sweep"][0], lr),
@@ -137,22 +142,12 @@ def summarise(
     }
     if previous is not None:
         prev = per_chip(previous, split)
-        out["previous"] = {
-            "name": previous.metadata.get("model_id"),
-            "fusion": previous.metadata.get("fusion"),
-            "policy_budget": entry(prev["greedy"], prev["patches"]),
-            "sweep": {str(k): entry(c, float(k)) for k, c in prev["sweep"].items()},
-        }
+        out["previous"] = described(previous, prev)
         out["checks"]["served_minus_previous_at_own_budgets"] = paired(s["greedy"], prev["greedy"])
         out["checks"]["previous_monotonicity"] = monotonicity(prev["sweep"])
     if replaced is not None:
         r = per_chip(replaced, split)
-        out["replaced"] = {
-            "name": replaced.metadata.get("model_id"),
-            "fusion": replaced.metadata.get("fusion"),
-            "policy_budget": entry(r["greedy"], r["patches"]),
-            "sweep": {str(k): entry(c, float(k)) for k, c in r["sweep"].items()},
-        }
+        out["replaced"] = described(replaced, r)
         out["checks"]["served_minus_replaced"] = {
             "k16": paired(s["sweep"][16], r["sweep"][16]),
             "k0": paired(s["sweep"][0], r["sweep"][0]),
