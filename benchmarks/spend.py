@@ -296,6 +296,8 @@ def evaluate(
         sa_rights.append(right)
         calib.append(plan.expected_accuracy - float(right.mean()))
     planner_s = (time.perf_counter() - t0) / len(BUDGETS)
+    # The planner's candidates do not depend on the budget: every plan shares one exact front.
+    front = [{"price": round(pr, 2), "expected_accuracy": round(a, 4)} for pr, a in plan.curve]
     curves["spend_aware"], rights["spend_aware"] = sa, sa_rights
     pol_max = patch_policy.max(axis=1)
     pd_order = np.flatnonzero(counts > 0)
@@ -376,6 +378,7 @@ def evaluate(
         "currency": profile.currency,
         "pricing": {"preset": preset, **profile.to_dict()},
         "curves": curves,
+        "spend_aware_front": front,
         "value_model_without_minimums": no_minimums,
         "paired_vs_spend_aware": {
             m: [{"spend": b, **paired(sa_rights[i], rights[m][i])} for i, b in enumerate(BUDGETS)]
@@ -496,12 +499,7 @@ def _verdict(d: dict) -> list[str]:
             if -q["diff"] > 2 * q["se"] > 0:
                 beyond.append(f"{m} at {100 * pt['spend']:.0f} % ({-100 * q['diff']:+.2f} ± {100 * q['se']:.2f} pt)")
     if beyond:
-        spent = sorted({p["price"] for p in d["curves"]["spend_aware"] if p["spend"] < 1})
-        out.append(
-            "- outside 10–40 %, a baseline is ahead beyond 2 SE: " + "; ".join(beyond) + f". spend_aware stops at "
-            f"{spent[-1]:.0f} below full HR: it does not buy tiles whose value-model bin predicts no gain, while "
-            "buying them still gains a little on test"
-        )
+        out.append("- outside 10–40 %, a baseline is ahead beyond 2 SE: " + "; ".join(beyond) + _front_gap(d))
     cal = d["calibration"]
     out.append(
         f"- expected vs measured accuracy of the spend-aware orders: max |difference| {cal['max_abs_pt']:.2f} pt "
@@ -510,6 +508,25 @@ def _verdict(d: dict) -> list[str]:
         + ("**met**" if cal["max_abs_pt"] <= 1.0 else "**not met**")
     )
     return out
+
+
+def _front_gap(d: dict) -> str:
+    """Where spend_aware spends the same at several budgets: the gap in the planner's front that it sits in."""
+    sa = [p for p in d["curves"]["spend_aware"] if p["spend"] < 1]
+    prices = [p["price"] for p in sa]
+    stuck = max(prices, key=prices.count)
+    if prices.count(stuck) < 2 or "spend_aware_front" not in d:
+        return ""
+    nxt = min((f["price"] for f in d["spend_aware_front"] if f["price"] > stuck + 0.005), default=None)
+    budgets = [f"{100 * p['spend']:.0f}" for p in sa if p["price"] == stuck]
+    if nxt is None:
+        return ""
+    return (
+        f". spend_aware spends {stuck:.0f} at {', '.join(budgets)} %: the next order on the planner's front costs "
+        f"{nxt:.0f} ({100 * nxt / d['full_price']:.0f} % of full HR), none in between. Its candidates are "
+        "thresholds on the predicted gain (closed, or split into squares); an order has no "
+        "holes, so once the wanted tiles join into one component every enclosed gap is bought too"
+    )
 
 
 def _without_minimums(d: dict) -> str:
