@@ -25,12 +25,16 @@ EPOCH = re.compile(r"(hr_classifier|lr_classifier) epoch (\d+)/\d+ .*val \{'acc'
 
 
 def classifier_epochs(log: Path) -> dict[str, list[float]]:
-    """Each pretrained classifier's validation accuracy (%) per epoch, in order."""
+    """Each pretrained classifier's validation accuracy (%) per epoch, in order (the last run in the log)."""
     out: dict[str, list[float]] = {}
     for line in log.read_text(errors="replace").replace("\r", "\n").splitlines():
         m = EPOCH.search(line)
         if m:
+            if m.group(2) == "1":  # a log appended to by a rerun: keep the latest run only
+                out[m.group(1)] = []
             out.setdefault(m.group(1), []).append(round(100 * float(m.group(3)), 2))
+    if not out:
+        raise SystemExit(f"{log}: no classifier epochs logged")
     return out
 
 
@@ -43,6 +47,7 @@ def summary(accs: list[float]) -> dict[str, float | int | list[float]]:
         "best_epoch": accs.index(best) + 1,
         "last": accs[-1],
         "mean_last_half": round(settled, 2),
+        "best_minus_last": round(best - accs[-1], 2),
         "best_minus_mean_last_half": round(best - settled, 2),
     }
 
