@@ -110,14 +110,26 @@ def monotonicity(sweep: dict[int, torch.Tensor]) -> dict[str, Any]:
     return {"by_k": rows, "worst": worst}
 
 
-def described(bundle: ModelBundle, r: dict[str, Any]) -> dict[str, Any]:
-    """A bundle's name and fusion, its accuracy at its policy's own budget and at every k (``per_chip``'s ``r``)."""
+def budget_entries(r: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy ± SE at the policy's own budget and at every k, from per-chip results (``per_chip``'s ``r``)."""
     return {
-        "name": bundle.metadata.get("model_id"),
-        "fusion": bundle.metadata.get("fusion"),
         "policy_budget": entry(r["greedy"], r["patches"]),
         "sweep": {str(k): entry(c, float(k)) for k, c in r["sweep"].items()},
     }
+
+
+def budget_checks(sweep: dict[int, torch.Tensor], hr: torch.Tensor, lr: torch.Tensor) -> dict[str, Any]:
+    """Issue 14's paired checks: all patches against the HR classifier, none against LR, no drop for buying more."""
+    return {
+        "k16_minus_HR": paired(sweep[16], hr),
+        "k0_minus_LR": paired(sweep[0], lr),
+        "monotonicity": monotonicity(sweep),
+    }
+
+
+def described(bundle: ModelBundle, r: dict[str, Any]) -> dict[str, Any]:
+    """A bundle's name and fusion with its ``budget_entries``."""
+    return {"name": bundle.metadata.get("model_id"), "fusion": bundle.metadata.get("fusion"), **budget_entries(r)}
 
 
 def summarise(
@@ -134,11 +146,7 @@ def summarise(
         "HR": entry(hr, 16.0),
         "LR": entry(lr, 0.0),
         "served": described(served, s),
-        "checks": {
-            "k16_minus_HR": paired(s["sweep"][16], hr),
-            "k0_minus_LR": paired(s["sweep"][0], lr),
-            "monotonicity": monotonicity(s["sweep"]),
-        },
+        "checks": budget_checks(s["sweep"], hr, lr),
     }
     if previous is not None:
         prev = per_chip(previous, split)

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 from results_md import REPO, Benchmark, git_commit, write_section  # benchmarks/ is on sys.path as a script
-from sentinel2_default import classifiers, entry, monotonicity, paired, per_chip
+from sentinel2_default import budget_checks, budget_entries, classifiers, entry, paired, per_chip
 
 from models.datasets.chips import SPLITS_FILE, load_chip_splits, scan_chip_folder
 from models.nn.checkpoint import load_bundle
@@ -123,16 +123,8 @@ def summary(f: dict[str, Any]) -> dict[str, Any]:
         **({"trained_with": f["trained_with"]} if "trained_with" in f else {}),
         "HR": entry(f["hr"], 16.0),
         "LR": entry(f["lr"], 0.0),
-        "served": {
-            "policy_budget": entry(f["greedy"], f["patches"]),
-            "sweep": {str(k): entry(c, float(k)) for k, c in f["sweep"].items()},
-        },
-        "checks": {
-            "k16_minus_HR": paired(f["sweep"][16], f["hr"]),
-            "k0_minus_LR": paired(f["sweep"][0], f["lr"]),
-            "monotonicity": monotonicity(f["sweep"]),
-            "HR_minus_LR": paired(f["hr"], f["lr"]),
-        },
+        "served": budget_entries(f),
+        "checks": {**budget_checks(f["sweep"], f["hr"], f["lr"]), "HR_minus_LR": paired(f["hr"], f["lr"])},
     }
     if "previous_greedy" in f:
         out["checks"]["served_minus_v1_at_own_budgets"] = paired(f["greedy"], f["previous_greedy"])
