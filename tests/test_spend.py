@@ -21,7 +21,7 @@ from models.acquisition.spend import (
     tile_features,
 )
 from models.errors import BudgetError
-from models.geo.raster import label4
+from models.geo.raster import label_components
 
 TILE = 32  # px of 10 m: 320 m tiles, as the default model's
 
@@ -146,11 +146,24 @@ def test_a_plan_counts_the_tiles_inside_its_polygons_holes():
     assert not fill_holes(m)[2, 2]
 
 
+def test_a_gap_ringed_through_corners_is_no_hole_and_is_not_bought():
+    """Four tiles around a gap, touching at corners only: four polygons, none with a hole, so
+    neither the plan's mask nor the priced order holds the gap."""
+    m = np.zeros((5, 5), bool)
+    m[1, 2] = m[2, 1] = m[2, 3] = m[3, 2] = True
+    assert not fill_holes(m)[2, 2]
+    profile = PricingProfile(price_per_km2=10.0, min_area_km2=0.0, min_width_m=0.0, min_order_charge=0.0)
+    spec = grid_spec(5, 5)
+    order = tiles_order(spec, m, profile, spec.crs)
+    assert order["polygons"] == 4
+    assert order["billable_km2"] == pytest.approx(4 * 0.1024)
+
+
 def test_closing_fills_gaps_and_labels_are_four_connected():
     m = np.zeros((5, 7), bool)
     m[2, 1] = m[2, 3] = True
     assert closing(m, 1)[2, 1:4].all()
-    labels, n = label4(np.array([[1, 0, 1], [1, 1, 0], [0, 0, 1]], bool))
+    labels, n = label_components(np.array([[1, 0, 1], [1, 1, 0], [0, 0, 1]], bool))
     assert n == 3 and labels[0, 0] == labels[1, 1] and labels[0, 2] != labels[2, 2]
 
 

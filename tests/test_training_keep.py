@@ -70,6 +70,9 @@ def test_pretrained_classifiers_keep_the_epoch_the_config_names(monkeypatch, cls
     ctx = SimpleNamespace(cfg=TrainConfig(cls_keep=cls_keep), bundle=bundle, lr_input=lambda b: b.lr)
     stages.pretrain_classifiers(ctx)
     assert seen == [("hr_classifier", keep_best), ("lr_classifier", keep_best)]
+    ctx.teacher = nn.Linear(1, 1)  # the LR classifier with KD keeps the same epoch as the plain one
+    stages.train_lr_kd(ctx)
+    assert seen[-1] == ("lr_kd", keep_best)
 
 
 def test_no_epochs_reports_nothing_either_way():

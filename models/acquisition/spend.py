@@ -37,7 +37,7 @@ import numpy as np
 
 from models.acquisition.pricing import PricingProfile
 from models.errors import BudgetError, ValueModelError
-from models.geo.raster import label4
+from models.geo.raster import label_components
 
 FEATURES = ("lr_margin", "lr_max", "lr_entropy", "policy_mean", "policy_max", "policy_count")
 LR_FEATURES = ("lr_margin", "lr_max", "lr_entropy")  # need the LR classifier's probabilities
@@ -220,8 +220,13 @@ def closing(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """The mask with every enclosed gap filled: an order polygon has no holes, so its holes are bought too."""
-    labels, n = label4(~mask)
+    """The mask with every enclosed gap filled: an order polygon has no holes, so its holes are bought too.
+
+    The order's polygons are the mask's 4-connected parts; tiles touching only at a corner are
+    separate polygons, so a gap ringed through such a corner is no polygon's hole and is not
+    bought. The holes are therefore the 8-connected parts of the background that miss the edge.
+    """
+    labels, n = label_components(~mask, connectivity=8)
     if n == 0:
         return mask.copy()
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
@@ -390,7 +395,7 @@ def _candidate_masks(
         wanted = plannable & (gain >= t)
         for r in CLOSING_RADII:
             mask = closing(wanted, r) & plannable
-            components, n_comp = label4(mask)
+            components, n_comp = label_components(mask)
             if n_comp == 0:
                 continue
             for block in blocks:

@@ -590,8 +590,8 @@ class SceneReader:
         return ds.nodata is None and all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)  # type: ignore[union-attr]
 
 
-def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected component labels (0 = background, 1..n) of a 2-D bool mask.
+def label_components(mask: np.ndarray, connectivity: int = 4) -> tuple[np.ndarray, int]:
+    """Connected component labels (0 = background, 1..n) of a 2-D bool mask, 4- or 8-connected.
 
     Polygonised and burnt back by GDAL (rasterio): linear in the cells, where label
     propagation in numpy takes as many passes as the longest component is long.
@@ -602,7 +602,8 @@ def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
     out = np.zeros(mask.shape, np.int32)
     if not m.any():
         return out.astype(np.int64), 0
-    shapes = [(geom, k + 1) for k, (geom, _) in enumerate(features.shapes(m, mask=m.astype(bool), connectivity=4))]
+    parts = features.shapes(m, mask=m.astype(bool), connectivity=connectivity)
+    shapes = [(geom, k + 1) for k, (geom, _) in enumerate(parts)]
     features.rasterize(shapes, out=out, all_touched=False)
     return out.astype(np.int64), len(shapes)
 

@@ -470,7 +470,7 @@ def train_lr_kd(ctx: Context) -> dict[str, float]:
     assert b.lr_classifier is not None
     b.lr_classifier.load_state_dict(b.hr_classifier.state_dict())
     return train_classifier(ctx, b.lr_classifier, "lr_kd", cfg.lr_cls_epochs, ctx.lr_input, cfg.cls_lr,
-                            distill=cfg.lr_kd_weight)  # fmt: skip
+                            distill=cfg.lr_kd_weight, keep_best=cfg.cls_keep == "best")  # fmt: skip
 
 
 AUGMENTATIONS = ("hard-positives", "cutout", "control")
