@@ -33,6 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 from results_md import REPO, git_commit  # benchmarks/ is on sys.path when run as a script
+from stats import paired as paired_difference
 
 from models.datasets.base import ImageSet
 from models.datasets.chips import load_chip_splits
@@ -51,11 +52,7 @@ def se(correct: torch.Tensor) -> float:
 
 def paired(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
     """a - b in percentage points and its paired standard error, on the same images."""
-    d = a.float() - b.float()
-    return {
-        "diff": round(100 * float(d.mean()), 2),
-        "se": round(100 * float(d.std(unbiased=True)) / math.sqrt(len(d)), 2),
-    }
+    return paired_difference(a, b, scale=100, ndigits=2)
 
 
 def entry(correct: torch.Tensor, patches: float | None = None) -> dict[str, float]:

@@ -71,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_md import Benchmark, git_commit, write_section  # noqa: E402
+from benchmarks.stats import paired  # noqa: E402
 from models.acquisition.pricing import PRESETS  # noqa: E402
 from models.acquisition.region import RegionSpec, _bits, _order  # noqa: E402
 from models.acquisition.spend import ValueModel, plan_spend, tile_features  # noqa: E402
@@ -165,12 +166,6 @@ def canvas_region(bundle: ModelBundle, data_root: Path | None, side: int = 100, 
     )  # fmt: skip
     title = f"Benchmark B test canvases as a {side} x {side}-tile region"
     return TestRegion("scattered_fashion_mnist", title, spec, np.arange(side * side), test, lambda: splits.val)
-
-
-def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Mean of a - b over the same tiles, and the standard error of that mean (per-tile differences)."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return {"diff": round(float(d.mean()), 4), "se": round(float(d.std(ddof=1) / math.sqrt(len(d))), 4)}
 
 
 def evaluate(
