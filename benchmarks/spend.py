@@ -660,7 +660,15 @@ def write_spend_section(region: str) -> None:
             f"tiles of {reg['tile_size_m']:.0f} m (64 px at 10 m; {reg['area_km2']:.0f} km², {reg['crs']}); labels "
             "are the canvases' own. Served bundle: benchmark B's pretrained HR and LR classifiers with "
             f"{any_['bundle']['stage']}'s policy and the `{any_['bundle']['fusion']}` rule, built as the shipped "
-            "Sentinel-2 model is (no HR: the LR classifier's answer; a whole tile: the HR classifier's); the "
+            "Sentinel-2 model is (no HR: the LR classifier's answer; a whole tile: the HR classifier's"
+            + (
+                f"; its LR classifier trained {lc['epochs']} epochs, as many as the HR classifier, where the paper "
+                "reproduction's recipe gives it 2, and chosen on the validation split: section \"Served bundle chosen "
+                "on benchmark B's validation split\""
+                if (lc := any_["bundle"].get("lr_classifier"))
+                else ""
+            )
+            + "); every method's unbought tiles get that LR classifier's answer; the "
             f"patch methods choose and classify their patches with {any_['patch_bundle']['stage']} "
             f"(`{any_['patch_bundle']['fusion']}`), whose classifier was finetuned on its policy's masks; "
             + (
