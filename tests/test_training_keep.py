@@ -67,7 +67,7 @@ def test_pretrained_classifiers_keep_the_epoch_the_config_names(monkeypatch, cls
 
     monkeypatch.setattr(stages, "train_classifier", fake_train)
     bundle = SimpleNamespace(hr_classifier=nn.Linear(1, 1), lr_classifier=nn.Linear(1, 1))
-    ctx = SimpleNamespace(cfg=TrainConfig(cls_keep=cls_keep), bundle=bundle, lr_input=lambda b: b.lr, teacher=None)
+    ctx = SimpleNamespace(cfg=TrainConfig(cls_keep=cls_keep), bundle=bundle, lr_input=lambda b: b.lr)
     stages.pretrain_classifiers(ctx)
     assert seen == [("hr_classifier", keep_best), ("lr_classifier", keep_best)]
     ctx.teacher = nn.Linear(1, 1)  # the LR classifier with KD keeps the same epoch as the plain one
@@ -79,35 +79,3 @@ def test_no_epochs_reports_nothing_either_way():
     for keep_best in (True, False):
         net, metrics = run(keep_best, [])
         assert metrics == {}
-
-
-def test_lr_classifier_distils_from_the_hr_classifier_only_when_asked(monkeypatch):
-    """``lr_cls_distill`` > 0: the LR classifier trains against a frozen copy of the HR classifier just
-    trained, with that weight; the HR classifier itself never distils, and the context's teacher is
-    restored afterwards."""
-    from types import SimpleNamespace
-
-    from models.training import stages
-
-    seen = []
-
-    def fake_train(ctx, net, name, *args, distill=False, keep_best=True, **kwargs):
-        teacher = ctx.teacher
-        seen.append((name, distill, teacher is not None and not any(p.requires_grad for p in teacher.parameters())))
-        if name == "hr_classifier":
-            with torch.no_grad():
-                net.weight.fill_(3.0)  # what the HR stage learnt: the teacher must be this, not the init
-        elif distill:
-            assert float(teacher.weight) == 3.0 and teacher is not ctx.bundle.hr_classifier
-        return {}
-
-    monkeypatch.setattr(stages, "train_classifier", fake_train)
-    for weight, expected in ((0.0, False), (1.5, 1.5)):
-        seen.clear()
-        bundle = SimpleNamespace(hr_classifier=nn.Linear(1, 1), lr_classifier=nn.Linear(1, 1))
-        ctx = SimpleNamespace(cfg=TrainConfig(lr_cls_distill=weight), bundle=bundle, lr_input=None, teacher=None)
-        stages.pretrain_classifiers(ctx)
-        assert seen[0] == ("hr_classifier", False, False)
-        assert seen[1] == ("lr_classifier", expected, bool(weight))
-        assert ctx.teacher is None
-        assert bundle.hr_classifier.weight.requires_grad  # the copy is frozen, not the HR classifier

@@ -29,9 +29,6 @@ class TrainConfig:
     # last epoch of the cosine schedule ("last"), which leaves the validation split unbiased
     # for calibrating the value model's expected accuracies on it
     cls_keep: str = "best"
-    # the pretrained LR classifier's distillation from the HR classifier trained just before it
-    # (weight of the KL to its soft labels on the HR image; 0 = labels only)
-    lr_cls_distill: float = 0.0
     augment_flip: bool = True
     # agent stages
     pt_epochs: int = 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -158,11 +157,7 @@ def train_classifier(
 
 
 def pretrain_classifiers(ctx: Context) -> dict[str, dict[str, float]]:
-    """HR classifier on full HR images, then the LR classifier initialised from it (Sec. 4.2).
-
-    With ``lr_cls_distill`` > 0 the LR classifier also learns the HR classifier's soft labels on
-    the HR image: where the LR view cannot tell the classes apart, it learns how likely each is.
-    """
+    """HR classifier on full HR images, then the LR classifier initialised from it (Sec. 4.2)."""
     cfg, b = ctx.cfg, ctx.bundle
     best = cfg.cls_keep == "best"
     hr = train_classifier(
@@ -170,17 +165,9 @@ def pretrain_classifiers(ctx: Context) -> dict[str, dict[str, float]]:
     )
     assert b.lr_classifier is not None
     b.lr_classifier.load_state_dict(b.hr_classifier.state_dict())
-    kd = cfg.lr_cls_distill > 0
-    teacher = ctx.teacher
-    if kd:
-        ctx.teacher = copy.deepcopy(b.hr_classifier).eval().requires_grad_(False)
-    try:
-        lr = train_classifier(
-            ctx, b.lr_classifier, "lr_classifier", cfg.lr_cls_epochs, ctx.lr_input, cfg.cls_lr,
-            distill=cfg.lr_cls_distill if kd else False, keep_best=best,
-        )  # fmt: skip
-    finally:
-        ctx.teacher = teacher
+    lr = train_classifier(
+        ctx, b.lr_classifier, "lr_classifier", cfg.lr_cls_epochs, ctx.lr_input, cfg.cls_lr, keep_best=best
+    )
     return {"hr_classifier": hr, "lr_classifier": lr}
 
 
