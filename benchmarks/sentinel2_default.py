@@ -11,8 +11,8 @@ models or budgets on the same chips gets the paired SE (SD of the per-chip diffe
 in correctness / sqrt(n)), which is what says whether ~1 pt is real.
 
     python benchmarks/sentinel2_default.py --data-root data/s2_chips \\
-        --classifiers runs/s2_v3/classifiers.pt --served models/assets/default.pt \\
-        --previous runs/default-v1.pt --replaced runs/default-v2.pt \\
+        --classifiers runs/s2_v4/served.pt --served models/assets/default.pt \\
+        --previous runs/default-v1.pt --replaced runs/default-v3.pt \\
         --report-dir benchmarks/reports/sentinel2_default
 """
 
@@ -246,7 +246,7 @@ def markdown(result: dict[str, Any], val: dict[str, Any], command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, required=True)
-    parser.add_argument("--classifiers", type=Path, required=True, help="classifiers.pt of the run (HR and LR)")
+    parser.add_argument("--classifiers", type=Path, required=True, help="the bundle holding the served HR and LR classifiers (the run's served.pt)")
     parser.add_argument("--served", type=Path, default=REPO / "models" / "assets" / "default.pt")
     parser.add_argument("--previous", type=Path, default=None, help="a previous shipped bundle to compare with")
     parser.add_argument("--replaced", type=Path, default=None, help="the shipped bundle this one replaces")

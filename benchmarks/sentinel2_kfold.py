@@ -11,9 +11,9 @@ of 1 pt is inside the noise. Folds hold out other strips of the same scene:
 - fold f (1, 2): test = tile rows 20f..20f+8, validation = rows 20f+10..20f+18, train = every
   other row except those next to a test or validation strip (the buffer the chip builder
   leaves between its strips). Each fold trains the shipped model's recipe
-  (``benchmarks/configs/sentinel2_default.json``: the HR and LR classifiers, then Pt's policy)
-  and serves Pt's policy with the two classifiers by the paper's S/P rule, as
-  the shipped model is served.
+  (``benchmarks/configs/sentinel2_default.json``: the HR and LR classifiers, then Pt's policy,
+  then the ``lr-kd`` stage's LR classifier) and serves them by the paper's S/P rule
+  (``python -m models.train serve``), as the shipped model is built and served.
 
 Pooled figures concatenate every fold's per-chip correctness (1,620 test chips): accuracy
 ± binomial SE per budget k = 0..16; differences (k against the best smaller k, k = 16
@@ -38,6 +38,7 @@ from sentinel2_default import budget_checks, budget_entries, classifiers, entry,
 
 from models.datasets.chips import SPLITS_FILE, load_chip_splits, scan_chip_folder
 from models.nn.checkpoint import load_bundle
+from models.train import serve
 
 ROWS_PER_STRIP = 9
 CONFIG = REPO / "benchmarks" / "configs" / "sentinel2_default.json"
@@ -80,20 +81,21 @@ def make_fold(data_root: Path, out: Path, fold: int) -> Path:
 
 
 def train_fold(chips: Path, run: Path, threads: int) -> None:
-    for stage in ("classifiers", "pt"):
+    """The shipped model's recipe on the fold: classifiers, Pt, the LR classifier with KD, served."""
+    for stage in ("classifiers", "pt", "lr-kd"):
         cmd = [sys.executable, "-m", "models.train", stage, "--benchmark", "chips", "--data-root", str(chips),
                "--out", str(run), "--config", str(CONFIG), "--threads", str(threads)]  # fmt: skip
         subprocess.run(cmd, cwd=REPO, check=True)
+    serve(run, run / "served.pt", "lr-kd.pt")
 
 
 def evaluate_fold(chips: Path, served_path: Path, previous_path: Path | None) -> dict[str, Any]:
     """Per-chip correctness of the fold's served model, its HR and LR classifiers (and v1) on its test strip.
 
-    Pt trains the policy only, so the served bundle's classifiers are the pretrained ones.
+    The served bundle holds the fold's HR classifier and served LR classifier (``serve``).
     """
     test = load_chip_splits(chips, lr_factor=4, seed=0).test
     served = load_bundle(served_path)
-    served.metadata["fusion"] = "paper"  # served as the shipped model is (Pt's policy, S/P fusion)
     hr, lr = classifiers(served, test)
     s = per_chip(served, test)
     cfg = served.metadata.get("config") or {}
@@ -141,7 +143,8 @@ def section(result: dict[str, Any]) -> list[str]:
         start,
         "## Default Sentinel-2 model: spatial k-fold (issue 14)",
         "",
-        "The shipped recipe (HR and LR classifiers, Pt's policy, the paper's S/P rule) on three held-out strips "
+        "The shipped recipe (HR and LR classifiers, Pt's policy, the `lr-kd` stage's LR classifier, served by the "
+        "paper's S/P rule) on three held-out strips "
         f"of the scene instead of one: fold 0 is `{result['shipped']}` itself on its test strip; folds 1 and 2 "
         f"retrain the same recipe (`{result['recipe']}`) with another strip held out for test and the next one "
         "for validation (`benchmarks/sentinel2_kfold.py`). Accuracy % ± binomial SE; differences ± paired SE.",
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         run = args.out / f"fold{f}"
         if args.train:
             train_fold(chips, run, args.threads)
-        raw[f] = evaluate_fold(chips, run / "pt.pt", None)
+        raw[f] = evaluate_fold(chips, run / "served.pt", None)
         folds[f"{f} (rows {20 * f}-{20 * f + ROWS_PER_STRIP - 1})"] = summary(raw[f])
     result = {
         "pooled": summary(pooled(raw)),

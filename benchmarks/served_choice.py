@@ -5,17 +5,22 @@
         --bundle lr2=$B/served-lr2.pt --bundle lr6=$B/served.pt --bundle lr6-kd=$B/served-lr6kd.pt
     python benchmarks/served_choice.py --region sentinel2 --bundle v3=runs/s2_v3/served.pt \
         --bundle lr15-kd=runs/s2_lr_choice/lr15-kd/served.pt --bundle lr30=runs/s2_lr_choice/lr30/served.pt \
-        --bundle lr30-kd=runs/s2_lr_choice/lr30-kd/served.pt --bundle v4=runs/s2_v4/served.pt
+        --bundle lr30-kd=runs/s2_lr_choice/lr30-kd/served.pt
 
-The bundles compared differ in their LR classifier only. Benchmark B's are built as
-``benchmarks/spend.py`` says (``lr-kd`` stage runs on ``classifiers.pt``, 6 epochs, distillation
-weight 0 or 1, swapped into Pt's bundle). The Sentinel-2 variants are v3's served bundle with
-its LR classifier replaced by an ``lr-kd`` stage run on ``runs/s2_v3/classifiers.pt`` (``--config
-benchmarks/configs/sentinel2_default.json`` with ``--set lr_cls_epochs=15|30`` and ``--set
-lr_kd_weight=0|1``, output in ``runs/s2_lr_choice/<name>/``); v4 is the default recipe with the
-winning setting (``lr_cls_epochs: 30``, ``lr_cls_distill: 1``) trained by its chain, whose LR
-classifier differs from ``lr30-kd``'s only by the random stream (same data, settings and start).
-The rule: the most mean ranked accuracy over 10-40 %, the figure the spend-aware plans act on.
+The bundles compared differ in their LR classifier only; each is built by ``python -m
+models.train serve`` from a run folder (Pt's policy and HR classifier, the S/P rule) with the LR
+classifier of an ``lr-kd`` stage run. Benchmark B's: as ``benchmarks/spend.py`` says (``lr-kd``
+on ``classifiers.pt``, 6 epochs, distillation weight 0 in ``lr6/``, 1 in ``lr6kd/``; ``lr2`` is
+the pretrained 2-epoch one). Sentinel-2's: ``lr-kd`` runs on v3's ``classifiers.pt`` with
+``--config benchmarks/configs/sentinel2_default.json --set lr_cls_epochs=15|30 --set
+lr_kd_weight=0|1`` (outputs in ``runs/s2_lr_choice/<name>/``, beside a copy of v3's ``pt.pt``); ``v3`` is the pretrained 15-epoch
+LR classifier without distillation.
+
+Also per bundle, the served answer at the policy's top k patches for every k (issue 14's
+"never worse for buying more": the worst drop against the best smaller budget, ± paired SE)
+and its mean with the policy's own choice. The rule: among the bundles whose worst drop is
+within 1 pt on validation, the most mean ranked accuracy over 10-40 %, the figure the
+spend-aware plans act on.
 
 Per bundle, on the region's validation split (never its test data): the LR-only and full-HR
 accuracy, the value model ``models.training.spend_calibrate`` would fit (its feature and
@@ -40,6 +45,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # sentinel2_default imports its neighbours by name
+
+from sentinel2_default import monotonicity, per_chip  # noqa: E402
 
 from benchmarks.results_md import Benchmark, git_commit, write_section  # noqa: E402
 from benchmarks.spend import canvas_region  # noqa: E402
@@ -87,8 +95,18 @@ def measure(bundle_path: str, images) -> tuple[dict, dict[str, np.ndarray]]:
         k = int(round(f * n))
         right[order[:k]] = hr_right[order[:k]]
         rights[f"ranked_{round(100 * f)}"] = right
+    served = per_chip(bundle, images)  # the served answer at the policy's top k, k = 0..P
+    sweep = {k: round(100 * float(v.float().mean()), 2) for k, v in served["sweep"].items()}
+    greedy = 100 * float(served["greedy"].float().mean())
     res = {
         "bundle": bundle_path,
+        "budgets": {
+            "sweep": sweep,
+            "greedy": round(greedy, 2),
+            "patches": round(served["patches"], 2),
+            "mean_over_budgets": round((sum(sweep.values()) + greedy) / (len(sweep) + 1), 2),
+            "worst_drop": monotonicity(served["sweep"])["worst"],
+        },
         "lr_classifier": lr_classifier_of(bundle),
         "lr_accuracy": round(100 * float(lr_right.mean()), 2),
         "hr_accuracy": round(100 * float(hr_right.mean()), 2),
@@ -160,8 +178,10 @@ def section(bench: Benchmark, doc: dict) -> list[str]:
         "the value model's 2-fold cross-fitted ranking (vendor minimums left out). Cells: accuracy %, and against "
         "the first bundle (paired, ± SE). Raw: `benchmarks/results/" + bench.json.name + "`.",
         "",
-        "| bundle | LR classifier | HR | LR | value-model feature (score) | " + " | ".join(cols) + " |",
-        "|---|---|---|---|---|" + "---|" * len(cols),
+        "| bundle | LR classifier | HR | LR | worst drop (k vs j) | mean k = 0..P + own | value-model feature (score) | "
+        + " | ".join(cols)
+        + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(cols),
     ]
     for name, b in doc["bundles"].items():
         d = b.get("minus_first") or {}
@@ -172,11 +192,25 @@ def section(bench: Benchmark, doc: dict) -> list[str]:
         lc = b.get("lr_classifier") or {}
         how = f"{lc['epochs']} ep, KD {lc['weight']:g}" + (" (recipe)" if lc.get("source") == "recipe" else "")
         ranked = [cell(v, f"ranked_{k.rstrip('%')}") for k, v in b["ranked_accuracy"].items()]
+        w = b["budgets"]["worst_drop"]
         lines.append(
             f"| {name} | {how} | {b['hr_accuracy']:.2f} | {cell(b['lr_accuracy'], 'lr')} | "
+            f"{w['diff']:+.2f} ± {w['se']:.2f} ({w['k']} vs {w['best_smaller_k']}) | "
+            f"{b['budgets']['mean_over_budgets']:.2f} | "
             f"`{b['value_model']['feature']}` ({b['value_model']['score']:.3f}) | " + " | ".join(ranked) + " |"
         )
-    return [*lines, end]
+    return [
+        *lines,
+        "",
+        f"By the rule (worst drop within 1 pt, then the most mean ranked accuracy): **{chosen(doc)}**.",
+        end,
+    ]
+
+
+def chosen(doc: dict) -> str:
+    """The rule: among bundles whose worst drop is within 1 pt, the most mean ranked accuracy over 10-40 %."""
+    ok = {n: b for n, b in doc["bundles"].items() if b["budgets"]["worst_drop"]["diff"] >= -1.0}
+    return max(ok, key=lambda n: sum(ok[n]["ranked_accuracy"].values())) if ok else "none (every bundle misses)"
 
 
 if __name__ == "__main__":

@@ -7,10 +7,7 @@
     python -m models.train lr-kd --benchmark scattered_fashion_mnist --out $B/lr6 --threads 2 \
         --config benchmarks/configs/scattered_fashion_mnist.json --set lr_cls_epochs=6 --set cls_keep=last \
         --set lr_kd_weight=0
-    python -c "from models.nn.checkpoint import load_bundle, save_bundle; b = load_bundle('$B/pt.pt'); \
-        b.metadata['fusion'] = 'paper'; lr = load_bundle('$B/lr6/lr-kd.pt'); \
-        b.lr_classifier.load_state_dict(lr.lr_classifier.state_dict()); \
-        b.metadata['lr_classifier'] = {'source': 'lr6/lr-kd.pt', **lr.metadata['lr_kd']}; save_bundle(b, '$B/served.pt')"
+    python -m models.train serve --out $B --lr-classifier lr6/lr-kd.pt --to $B/served.pt
     python benchmarks/spend.py --region scattered_fashion_mnist --bundle $B/served.pt --patch-bundle $B/ft1.pt \
         --fixed-bundle $B/baseline-fixed-h.pt
     python benchmarks/spend.py --region scattered_fashion_mnist --bundle $B/served.pt --patch-bundle $B/ft1.pt \
@@ -609,11 +606,9 @@ def _fold_calibration() -> list[str]:
         f"strips and budgets {mean_abs:.2f} pt)."
         + (
             f" Where it misses ({'; '.join(missed)}), the model scores differently on its validation area than "
-            "on its test area, which a value model fitted on one 540-chip validation strip cannot see; where it "
-            f"is met ({'; '.join(met)}) the areas differ too, and a feature of the LR classifier's confidence "
-            "(`lr_*`), whose bins follow the area's difficulty, absorbs more of it than a policy feature "
-            "(a reading of three strips, not a test)."
-            if missed and met
+            "on its test area, which a value model fitted on one 540-chip validation strip cannot see"
+            + (f"; where it is met ({'; '.join(met)}) the areas differ too." if met else ".")
+            if missed
             else ""
         )
         + " One measured accuracy's SE on a strip is about 1.3 pt. Commands: "

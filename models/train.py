@@ -5,6 +5,7 @@
 Each stage reads the previous stage's bundle from ``--out`` and writes its own:
 classifiers.pt -> pt.pt -> ft1.pt -> ft2.pt; baseline-<name>.pt (Fixed-H, Fixed-V, Stochastic,
 Random), baseline-stn.pt (STN), lr-kd.pt (LR classifier with KD); hard positives and CutOut; then a report.
+``serve`` builds a served bundle from a run (Pt's policy, the classifiers, the S/P rule).
 """
 
 from __future__ import annotations
@@ -338,6 +339,33 @@ def export_best(outs: Path | list[Path], target: Path, model_id: str, notes: str
     return target
 
 
+def serve(run_dir: Path, to: Path, lr_classifier: str | None = None) -> ModelBundle:
+    """The served bundle of a run: Pt's policy with the pretrained classifiers, by the paper's S/P rule.
+
+    Pt trains the policy alone, so its bundle holds the classifiers it was trained beside; the
+    S/P rule makes no patches the LR classifier's answer and the whole tile the HR classifier's.
+    ``lr_classifier``: a stage checkpoint in ``run_dir`` (e.g. ``lr-kd.pt``) whose LR classifier
+    replaces the pretrained one; the policy never sees the LR classifier (Pt scores HR-only), so
+    the swap changes only the answers with fewer than all patches.
+    """
+    bundle = load_bundle(run_dir / "pt.pt")
+    bundle.metadata["fusion"] = "paper"
+    if lr_classifier:
+        donor = load_bundle(run_dir / lr_classifier)
+        assert bundle.lr_classifier is not None and donor.lr_classifier is not None
+        bundle.lr_classifier.load_state_dict(donor.lr_classifier.state_dict())
+        meta = donor.metadata
+        bundle.metadata["lr_classifier"] = {
+            "source": lr_classifier,
+            "stage": meta.get("stage"),
+            **(meta.get("lr_kd") or {}),
+            "validation": (meta.get("metrics") or {}).get(meta.get("stage") or "", {}),
+        }
+    save_bundle(bundle, to)
+    log.info("served bundle %s from %s (LR classifier: %s)", to, run_dir, lr_classifier or "pretrained")
+    return bundle
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m models.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -351,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--to", type=Path, required=True, help="target checkpoint path")
     exp.add_argument("--model-id", required=True)
     exp.add_argument("--notes", default=None, help="how the model was trained and chosen, kept in its metadata")
+    srv = sub.add_parser("serve", help="Pt's policy with the pretrained classifiers, served by the S/P rule")
+    srv.add_argument("--out", type=Path, required=True, help="run folder holding pt.pt")
+    srv.add_argument("--to", type=Path, required=True, help="where to write the served bundle")
+    srv.add_argument("--lr-classifier", default=None, help="stage checkpoint in --out whose LR classifier is served")
     for name in ("classifiers", "pt", "ft1", "ft2", "baselines", "stn", "lr-kd", "hard-positives", "evaluate", "chain"):
         p = sub.add_parser(name)
         p.add_argument("--benchmark", required=True, choices=["fashion_mnist", "scattered_fashion_mnist", "chips"])
@@ -381,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export":
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         export_best(args.out, args.to, args.model_id, args.notes)
+        return 0
+    if args.command == "serve":
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        serve(args.out, args.to, args.lr_classifier)
         return 0
     command = "python -m models.train " + shlex.join(argv if argv is not None else sys.argv[1:])
     run = Run(args)

@@ -27,7 +27,7 @@ def bundle():
 
 def test_default_bundle_metadata_describes_its_input(bundle):
     meta = bundle.metadata
-    assert meta["model_id"] == "sentinel2-demo-v3" and meta["stage"] == "pt" and meta["fusion"] == "paper"
+    assert meta["model_id"] == "sentinel2-demo-v4" and meta["stage"] == "pt" and meta["fusion"] == "paper"
     assert bundle.bands == ["B02", "B03", "B04", "B08"]
     assert bundle.lr_size == (8, 8) and bundle.hr_size == (32, 32)
     assert meta["lr_pixel_size"] == 40.0 and meta["hr_pixel_size"] == 10.0

@@ -28,7 +28,7 @@ def plan(tmp_path: Path) -> dict:
 
 
 def test_sample_tile_plan_names_the_patches_their_order_and_the_price(plan):
-    assert plan["model_version"] == "sentinel2-demo-v3"
+    assert plan["model_version"] == "sentinel2-demo-v4"
     purchase = plan["purchase"]
     # The policy's patches (recorded by running the committed model; patch 1 is the least sure at
     # 0.547, still clear of the 0.5 threshold), most probable first. Neighbours in that order closer
@@ -46,5 +46,7 @@ def test_sample_tile_plan_names_the_patches_their_order_and_the_price(plan):
     assert purchase["currency"] == "USD" and purchase["savings_vs_whole_tile"] == pytest.approx(0.0)
     assert purchase["selected_patches_order"]["minimum_charge_applied"]
     assert purchase["patch_ids"] == list(range(16))
-    assert plan["lr_prediction"]["class"] == "fine_mosaic"
-    assert plan["lr_prediction"]["confidence"] == pytest.approx(0.527, abs=2e-3)
+    # Recorded: vegetation 0.4875 against fine_mosaic 0.4868, closer than float noise across machines,
+    # so either may lead; the confidence is the same either way.
+    assert plan["lr_prediction"]["class"] in ("vegetation", "fine_mosaic")
+    assert plan["lr_prediction"]["confidence"] == pytest.approx(0.4875, abs=2e-3)
