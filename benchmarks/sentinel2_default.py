@@ -246,7 +246,12 @@ def markdown(result: dict[str, Any], val: dict[str, Any], command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, required=True)
-    parser.add_argument("--classifiers", type=Path, required=True, help="the bundle holding the served HR and LR classifiers (the run's served.pt)")
+    parser.add_argument(
+        "--classifiers",
+        type=Path,
+        required=True,
+        help="the bundle holding the served HR and LR classifiers (the run's served.pt)",
+    )
     parser.add_argument("--served", type=Path, default=REPO / "models" / "assets" / "default.pt")
     parser.add_argument("--previous", type=Path, default=None, help="a previous shipped bundle to compare with")
     parser.add_argument("--replaced", type=Path, default=None, help="the shipped bundle this one replaces")
