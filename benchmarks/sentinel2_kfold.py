@@ -101,6 +101,7 @@ def evaluate_fold(chips: Path, served_path: Path, previous_path: Path | None) ->
     cfg = served.metadata.get("config") or {}
     # The recipe settings this fold's model was trained with, as its checkpoint records them.
     trained_with = {k: cfg.get(k) for k in ("cls_epochs", "lr_cls_epochs", "cls_keep", "pt_epochs", "sigma_pt", "seed")}
+    trained_with["served_lr_classifier"] = served.metadata.get("lr_classifier")  # the lr-kd stage's, via serve
     out = {"test_chips": len(test), "hr": hr, "lr": lr, "trained_with": trained_with, **s}
     if previous_path is not None:
         out["previous_greedy"] = per_chip(load_bundle(previous_path), test)["greedy"]

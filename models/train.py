@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from models.datasets.base import Splits
+from models.errors import CheckpointError
 from models.nn.checkpoint import ModelBundle, build_bundle, git_commit, load_bundle, save_bundle
 from models.nn.device import choose_device
 from models.nn.policy import BASELINE_BUYS
@@ -352,7 +353,22 @@ def serve(run_dir: Path, to: Path, lr_classifier: str | None = None) -> ModelBun
     bundle.metadata["fusion"] = "paper"
     if lr_classifier:
         donor = load_bundle(run_dir / lr_classifier)
-        assert bundle.lr_classifier is not None and donor.lr_classifier is not None
+        if bundle.lr_classifier is None or donor.lr_classifier is None:
+            raise CheckpointError(f"{run_dir / 'pt.pt'} and {run_dir / lr_classifier} must both hold an LR classifier")
+        # The LR classifier answers for the same classes, bands and scaling, and was trained beside the same HR
+        # classifier (the lr-kd stage leaves it as classifiers.pt has it, as Pt does): not one from another run.
+        same_input = all(
+            bundle.metadata.get(k) == donor.metadata.get(k)
+            for k in ("class_names", "bands", "band_mean", "band_std", "hr_size", "lr_size")
+        )
+        same_hr = all(
+            torch.equal(a, b)
+            for a, b in zip(
+                bundle.hr_classifier.state_dict().values(), donor.hr_classifier.state_dict().values(), strict=True
+            )
+        )
+        if not (same_input and same_hr):
+            raise CheckpointError(f"{run_dir / lr_classifier} is not from the run of {run_dir / 'pt.pt'}")
         bundle.lr_classifier.load_state_dict(donor.lr_classifier.state_dict())
         meta = donor.metadata
         bundle.metadata["lr_classifier"] = {

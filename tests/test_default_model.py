@@ -34,6 +34,9 @@ def test_default_bundle_metadata_describes_its_input(bundle):
     assert bundle.class_names == ["built_bare", "fine_mosaic", "vegetation", "water"]
     assert meta["metrics"]["pt"]["patches"] < 16 and DEFAULT_CHECKPOINT.stat().st_size < 10_000_000
     assert "validation" in meta["training_notes"]
+    # v4's LR classifier is the lr-kd stage's (15 epochs, distillation weight 1), not the pretrained one.
+    lr = meta["lr_classifier"]
+    assert (lr["source"], lr["stage"], lr["epochs"], lr["weight"]) == ("lr-kd.pt", "lr-kd", 15, 1.0)
 
 
 def test_sample_tile_plan_matches_the_recorded_one(bundle):

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from models.errors import CheckpointError
 from models.nn.checkpoint import build_bundle, load_bundle, save_bundle
 from models.nn.inference import classify, decide_patches
-from models.train import main
+from models.train import main, serve
 
 
 def bundle(seed: int, stage: str):
@@ -27,7 +28,10 @@ def same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 @pytest.mark.parametrize("lr_from", [None, "lr-kd.pt"])
 def test_served_bundle_is_pts_policy_with_the_named_lr_classifier(tmp_path, lr_from):
-    pt, donor = bundle(0, "pt"), bundle(1, "lr-kd")
+    pt, donor = bundle(0, "pt"), bundle(0, "lr-kd")  # one run: the same classifiers.pt before Pt and lr-kd
+    torch.manual_seed(1)
+    for p in donor.lr_classifier.parameters():  # what lr-kd retrained
+        torch.nn.init.normal_(p)
     donor.metadata["lr_kd"] = {"weight": 1.0, "temperature": 2.0, "epochs": 15}
     save_bundle(pt, tmp_path / "pt.pt")
     save_bundle(donor, tmp_path / "lr-kd.pt")
@@ -52,3 +56,12 @@ def test_served_bundle_is_pts_policy_with_the_named_lr_classifier(tmp_path, lr_f
     want = decide_patches(lr_source.eval(), lr)[0].lr_probabilities
     got = classify(served, lr, hr, [[]])[0].probabilities
     assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_an_lr_classifier_from_another_run_is_refused(tmp_path):
+    """Its HR classifier differs from Pt's: it was trained beside other weights (or other data)."""
+    save_bundle(bundle(0, "pt"), tmp_path / "pt.pt")
+    save_bundle(bundle(1, "lr-kd"), tmp_path / "lr-kd.pt")
+    with pytest.raises(CheckpointError, match="not from the run"):
+        serve(tmp_path, tmp_path / "served.pt", "lr-kd.pt")
+    assert not (tmp_path / "served.pt").exists()

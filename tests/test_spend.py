@@ -159,6 +159,22 @@ def test_a_gap_ringed_through_corners_is_no_hole_and_is_not_bought():
     assert order["billable_km2"] == pytest.approx(4 * 0.1024)
 
 
+def test_the_plans_tiles_are_the_tiles_the_order_bills():
+    """Whatever the shape (rings closed through a corner of one part, parts nested in another's hole,
+    corner-touching parts), the tiles a plan counts as bought are exactly those the billing engine's
+    hole-free polygons cover: with no minimums, billed area = counted tiles x tile area."""
+    profile = PricingProfile(price_per_km2=10.0, min_area_km2=0.0, min_width_m=0.0, min_order_charge=0.0)
+    spec = grid_spec(7, 7)
+    rng = np.random.default_rng(1)
+    c_shape = np.zeros((7, 7), bool)
+    c_shape[1, 1:3] = c_shape[2, 1] = c_shape[2, 3] = c_shape[3, 1:4] = True  # ends meet at a corner
+    assert fill_holes(c_shape)[2, 2]
+    masks = [c_shape] + [rng.random((7, 7)) < rng.uniform(0.3, 0.7) for _ in range(60)]
+    for m in masks:
+        billed = tiles_order(spec, m, profile, spec.crs)["billable_km2"]
+        assert fill_holes(m).sum() * 0.1024 == pytest.approx(billed, abs=1e-6), m.astype(int)
+
+
 def test_closing_fills_gaps_and_labels_are_four_connected():
     m = np.zeros((5, 7), bool)
     m[2, 1] = m[2, 3] = True

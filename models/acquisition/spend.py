@@ -37,7 +37,7 @@ import numpy as np
 
 from models.acquisition.pricing import PricingProfile
 from models.errors import BudgetError, ValueModelError
-from models.geo.raster import label_components
+from models.geo.raster import fill_polygon_holes, label_components
 
 FEATURES = ("lr_margin", "lr_max", "lr_entropy", "policy_mean", "policy_max", "policy_count")
 LR_FEATURES = ("lr_margin", "lr_max", "lr_entropy")  # need the LR classifier's probabilities
@@ -154,6 +154,21 @@ def gain_curve_score(pred_gain: np.ndarray, lr_right: np.ndarray, hr_right: np.n
     return float(ours / best) if best > 0 else 0.0
 
 
+def cross_fitted_gain(
+    x: np.ndarray, lr_right: np.ndarray, hr_right: np.ndarray, name: str, bins: int, seed: int = 0
+) -> np.ndarray:
+    """Each tile's predicted gain from bins of feature ``x`` fitted on the other half of the tiles
+    (2 folds drawn with ``seed``), so no tile is scored by bins fitted on itself."""
+    n = len(lr_right)
+    fold = np.random.default_rng(seed).permutation(n) % 2 == 0
+    pred = np.empty(n)
+    for part in (fold, ~fold):
+        m = fit_bins(x[~part], lr_right[~part], hr_right[~part], name, bins)
+        p_lr, p_hr = m.predict({name: x[part]})
+        pred[part] = p_hr - p_lr
+    return pred
+
+
 def fit_value_model(
     features: dict[str, np.ndarray],
     lr_right: np.ndarray,
@@ -171,17 +186,11 @@ def fit_value_model(
     n = len(lr_right)
     if n < 2 * bins:
         raise ValueModelError(f"{n} tiles are too few to fit {bins} bins")
-    fold = np.random.default_rng(seed).permutation(n) % 2 == 0
     scores: dict[str, float] = {}
     for name in allowed:
         if name not in features:
             continue
-        x = np.asarray(features[name], np.float64)
-        pred = np.empty(n)
-        for part in (fold, ~fold):
-            m = fit_bins(x[~part], lr_right[~part], hr_right[~part], name, bins)
-            p_lr, p_hr = m.predict({name: x[part]})
-            pred[part] = p_hr - p_lr
+        pred = cross_fitted_gain(np.asarray(features[name], np.float64), lr_right, hr_right, name, bins, seed)
         scores[name] = round(gain_curve_score(pred, lr_right, hr_right), 4)
     if not scores:
         raise ValueModelError(f"none of the features {allowed} is available")
@@ -220,17 +229,9 @@ def closing(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """The mask with every enclosed gap filled: an order polygon has no holes, so its holes are bought too.
-
-    The order's polygons are the mask's 4-connected parts; tiles touching only at a corner are
-    separate polygons, so a gap ringed through such a corner is no polygon's hole and is not
-    bought. The holes are therefore the 8-connected parts of the background that miss the edge.
-    """
-    labels, n = label_components(~mask, connectivity=8)
-    if n == 0:
-        return mask.copy()
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return mask | ((labels > 0) & ~np.isin(labels, edge))
+    """The mask with every enclosed gap filled: an order polygon has no holes, so its holes are bought too
+    (the holes of the polygons the billing engine builds from the mask, ``fill_polygon_holes``)."""
+    return fill_polygon_holes(mask)
 
 
 @dataclass(frozen=True)

@@ -590,8 +590,8 @@ class SceneReader:
         return ds.nodata is None and all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)  # type: ignore[union-attr]
 
 
-def label_components(mask: np.ndarray, connectivity: int = 4) -> tuple[np.ndarray, int]:
-    """Connected component labels (0 = background, 1..n) of a 2-D bool mask, 4- or 8-connected.
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """4-connected component labels (0 = background, 1..n) of a 2-D bool mask.
 
     Polygonised and burnt back by GDAL (rasterio): linear in the cells, where label
     propagation in numpy takes as many passes as the longest component is long.
@@ -602,10 +602,29 @@ def label_components(mask: np.ndarray, connectivity: int = 4) -> tuple[np.ndarra
     out = np.zeros(mask.shape, np.int32)
     if not m.any():
         return out.astype(np.int64), 0
-    parts = features.shapes(m, mask=m.astype(bool), connectivity=connectivity)
+    parts = features.shapes(m, mask=m.astype(bool), connectivity=4)
     shapes = [(geom, k + 1) for k, (geom, _) in enumerate(parts)]
     features.rasterize(shapes, out=out, all_touched=False)
     return out.astype(np.int64), len(shapes)
+
+
+def fill_polygon_holes(mask: np.ndarray) -> np.ndarray:
+    """The mask with the holes of its polygons filled, as GDAL polygonises it (4-connected parts).
+
+    Burning each part's outer ring back gives exactly what a hole-free order of those polygons
+    covers: a gap ringed by one part through a corner contact is that polygon's hole and is
+    filled; a gap ringed by separate parts touching at corners is nobody's hole and is not.
+    """
+    from rasterio import features
+
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    if not m.any():
+        return np.zeros(mask.shape, bool)
+    shells = [
+        ({"type": "Polygon", "coordinates": [geom["coordinates"][0]]}, 1)
+        for geom, _ in features.shapes(m, mask=m.astype(bool), connectivity=4)
+    ]
+    return features.rasterize(shells, out_shape=mask.shape, all_touched=False, dtype=np.uint8).astype(bool)
 
 
 def mask_polygons(mask: np.ndarray, transform: Sequence[float]) -> np.ndarray:
