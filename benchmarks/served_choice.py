@@ -5,7 +5,7 @@
         --bundle lr2=$B/served-lr2.pt --bundle lr6=$B/served.pt --bundle lr6-kd=$B/served-lr6kd.pt
     python benchmarks/served_choice.py --region sentinel2 --bundle v3=runs/s2_v3/served.pt \
         --bundle lr15-kd=runs/s2_lr_choice/lr15-kd/served.pt --bundle lr30=runs/s2_lr_choice/lr30/served.pt \
-        --bundle lr30-kd=runs/s2_lr_choice/lr30-kd/served.pt
+        --bundle lr30-kd=runs/s2_lr_choice/lr30-kd/served.pt --bundle in-stage-lr30-kd=runs/s2_v4_lr30/served.pt
 
 The bundles compared differ in their LR classifier only; each is built by ``python -m
 models.train serve`` from a run folder (Pt's policy and HR classifier, the S/P rule) with the LR
@@ -14,7 +14,9 @@ on ``classifiers.pt``, 6 epochs, distillation weight 0 in ``lr6/``, 1 in ``lr6kd
 the pretrained 2-epoch one). Sentinel-2's: ``lr-kd`` runs on v3's ``classifiers.pt`` with
 ``--config benchmarks/configs/sentinel2_default.json --set lr_cls_epochs=15|30 --set
 lr_kd_weight=0|1`` (outputs in ``runs/s2_lr_choice/<name>/``, beside a copy of v3's ``pt.pt``); ``v3`` is the pretrained 15-epoch
-LR classifier without distillation.
+LR classifier without distillation; ``in-stage-lr30-kd`` (``runs/s2_v4_lr30/served.pt``) is the
+30-epoch KD setting trained inside the classifiers stage at commit 44eb779, kept in the table as
+the record of how the choice went (RESULTS, "Default Sentinel-2 model").
 
 Also per bundle, the served answer at the policy's top k patches for every k (issue 14's
 "never worse for buying more": the worst drop against the best smaller budget, ± paired SE)

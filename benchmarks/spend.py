@@ -13,9 +13,10 @@
     python benchmarks/spend.py --region scattered_fashion_mnist --bundle $B/served.pt --patch-bundle $B/ft1.pt \
         --fixed-bundle $B/baseline-fixed-h.pt --pricing tasking
 
-The bundle is the one served for the region, built as the shipped Sentinel-2 model is: the
-pretrained HR and LR classifiers with Pt's policy and the paper's S/P rule, so a tile with no
-HR is the LR classifier's answer and a whole tile the HR classifier's. On benchmark B the
+The bundle is the one served for the region, built as the shipped Sentinel-2 model is
+(``python -m models.train serve``): the HR classifier and Pt's policy with an ``lr-kd`` stage's
+LR classifier, by the paper's S/P rule, so a tile with no HR is the LR classifier's answer and
+a whole tile the HR classifier's. On benchmark B the
 served LR classifier is trained as many epochs as the HR one (6, the last kept; the paper
 reproduction's recipe gives it 2) by the ``lr-kd`` stage without distillation
 (``lr_kd_weight=0``): chosen on the validation split over the same run with distillation
@@ -653,7 +654,7 @@ def write_spend_section(region: str) -> None:
             "",
             f"Region: benchmark B's first {n} test canvases laid out row by row as {reg['rows']} x {reg['cols']} "
             f"tiles of {reg['tile_size_m']:.0f} m (64 px at 10 m; {reg['area_km2']:.0f} km², {reg['crs']}); labels "
-            "are the canvases' own. Served bundle: benchmark B's pretrained HR and LR classifiers with "
+            "are the canvases' own. Served bundle: benchmark B's HR and LR classifiers with "
             f"{any_['bundle']['stage']}'s policy and the `{any_['bundle']['fusion']}` rule, built as the shipped "
             "Sentinel-2 model is (no HR: the LR classifier's answer; a whole tile: the HR classifier's"
             + (

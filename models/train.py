@@ -341,7 +341,7 @@ def export_best(outs: Path | list[Path], target: Path, model_id: str, notes: str
 
 
 def serve(run_dir: Path, to: Path, lr_classifier: str | None = None) -> ModelBundle:
-    """The served bundle of a run: Pt's policy with the pretrained classifiers, by the paper's S/P rule.
+    """The served bundle of a run: Pt's policy and HR classifier with an LR classifier, by the paper's S/P rule.
 
     Pt trains the policy alone, so its bundle holds the classifiers it was trained beside; the
     S/P rule makes no patches the LR classifier's answer and the whole tile the HR classifier's.
@@ -395,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--to", type=Path, required=True, help="target checkpoint path")
     exp.add_argument("--model-id", required=True)
     exp.add_argument("--notes", default=None, help="how the model was trained and chosen, kept in its metadata")
-    srv = sub.add_parser("serve", help="Pt's policy with the pretrained classifiers, served by the S/P rule")
+    srv = sub.add_parser(
+        "serve", help="Pt's policy and HR classifier with an LR classifier (--lr-classifier), by the S/P rule"
+    )
     srv.add_argument("--out", type=Path, required=True, help="run folder holding pt.pt")
     srv.add_argument("--to", type=Path, required=True, help="where to write the served bundle")
     srv.add_argument("--lr-classifier", default=None, help="stage checkpoint in --out whose LR classifier is served")
