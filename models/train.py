@@ -361,11 +361,9 @@ def serve(run_dir: Path, to: Path, lr_classifier: str | None = None) -> ModelBun
             bundle.metadata.get(k) == donor.metadata.get(k)
             for k in ("class_names", "bands", "band_mean", "band_std", "hr_size", "lr_size")
         )
-        same_hr = all(
-            torch.equal(a, b)
-            for a, b in zip(
-                bundle.hr_classifier.state_dict().values(), donor.hr_classifier.state_dict().values(), strict=True
-            )
+        ours, theirs = bundle.hr_classifier.state_dict(), donor.hr_classifier.state_dict()
+        same_hr = ours.keys() == theirs.keys() and all(
+            ours[k].shape == theirs[k].shape and torch.equal(ours[k], theirs[k]) for k in ours
         )
         if not (same_input and same_hr):
             raise CheckpointError(f"{run_dir / lr_classifier} is not from the run of {run_dir / 'pt.pt'}")

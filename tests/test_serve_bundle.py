@@ -65,3 +65,13 @@ def test_an_lr_classifier_from_another_run_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not from the run"):
         serve(tmp_path, tmp_path / "served.pt", "lr-kd.pt")
     assert not (tmp_path / "served.pt").exists()
+
+
+def test_an_lr_classifier_for_other_classes_is_refused(tmp_path):
+    pt = bundle(0, "pt")
+    donor = bundle(0, "lr-kd")
+    donor.metadata["class_names"] = ["water", "vegetation", "bare"]
+    save_bundle(pt, tmp_path / "pt.pt")
+    save_bundle(donor, tmp_path / "lr-kd.pt")
+    with pytest.raises(CheckpointError, match="not from the run"):
+        serve(tmp_path, tmp_path / "served.pt", "lr-kd.pt")

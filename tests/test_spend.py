@@ -169,10 +169,26 @@ def test_the_plans_tiles_are_the_tiles_the_order_bills():
     c_shape = np.zeros((7, 7), bool)
     c_shape[1, 1:3] = c_shape[2, 1] = c_shape[2, 3] = c_shape[3, 1:4] = True  # ends meet at a corner
     assert fill_holes(c_shape)[2, 2]
-    masks = [c_shape] + [rng.random((7, 7)) < rng.uniform(0.3, 0.7) for _ in range(60)]
+    nested = np.ones((7, 7), bool)
+    nested[1:6, 1:6] = False
+    nested[3, 3] = True  # an island in a ring's hole: inside the ring's hole-free polygon, bought once
+    masks = [c_shape, nested] + [rng.random((7, 7)) < rng.uniform(0.3, 0.7) for _ in range(60)]
     for m in masks:
         billed = tiles_order(spec, m, profile, spec.crs)["billable_km2"]
         assert fill_holes(m).sum() * 0.1024 == pytest.approx(billed, abs=1e-6), m.astype(int)
+
+
+def test_an_island_in_a_rings_hole_is_not_billed_twice():
+    """Under the archive minimums too: a ring two tiles thick around a 2 x 2 island costs what the
+    whole filled block costs."""
+    ring = np.ones((8, 8), bool)
+    ring[2:6, 2:6] = False
+    ring[3:5, 3:5] = True
+    spec = grid_spec(8, 8)
+    profile = PRESETS["archive"]
+    order = tiles_order(spec, ring, profile, spec.crs)
+    assert order["polygons"] == 1
+    assert order["price"] == pytest.approx(tiles_order(spec, np.ones((8, 8), bool), profile, spec.crs)["price"])
 
 
 def test_closing_fills_gaps_and_labels_are_four_connected():

@@ -297,6 +297,12 @@ def grid_orderable(polys: np.ndarray, min_width: float) -> list[Polygon]:
     quotes is O(n²) and is not applied to region orders.)
     """
     geoms = shapely.polygons(shapely.get_exterior_ring(np.asarray(polys, dtype=object)))
+    # A part lying in another part's hole is inside that part's hole-free polygon: bought once, not twice.
+    tree = shapely.STRtree(geoms)
+    outer, inner = tree.query(geoms, predicate="contains")
+    nested = np.unique(inner[outer != inner])
+    if nested.size:
+        geoms = np.delete(geoms, nested)
     for _ in range(16):
         b = shapely.bounds(geoms)
         w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
