@@ -725,7 +725,7 @@ def write_spend_section(region: str) -> None:
                 " (a different area of the scene). The expected accuracies can miss for three reasons: "
                 "sampling noise (a validation − test difference on 540 chips each has an SE of about 1.8 pt), "
                 "the validation strip having picked the classifiers' weights (the served classifiers keep their "
-                "last epoch, `cls_keep: last`, but the served LR classifier was chosen there among four, and the "
+                "last epoch, `cls_keep: last`, but the served LR classifier was chosen there among five, and the "
                 "value model's feature), and "
                 "the areas differing (below)."
                 if region == "sentinel2"
