@@ -14,14 +14,13 @@ from models.acquisition.region import RegionSpec, tiles_order
 from models.acquisition.spend import (
     ValueModel,
     closing,
-    fill_holes,
     fit_bins,
     fit_value_model,
     plan_spend,
     tile_features,
 )
 from models.errors import BudgetError
-from models.geo.raster import label_components
+from models.geo.raster import fill_polygon_holes, label_components
 
 TILE = 32  # px of 10 m: 320 m tiles, as the default model's
 
@@ -141,9 +140,9 @@ def test_bad_goals_are_refused():
 def test_a_plan_counts_the_tiles_inside_its_polygons_holes():
     m = np.ones((5, 5), bool)
     m[2, 2] = False
-    assert fill_holes(m).all()
+    assert fill_polygon_holes(m).all()
     m[2, 2] = m[2, 0] = m[2, 1] = False  # open to the edge: not a hole
-    assert not fill_holes(m)[2, 2]
+    assert not fill_polygon_holes(m)[2, 2]
 
 
 def test_a_gap_ringed_through_corners_is_no_hole_and_is_not_bought():
@@ -151,7 +150,7 @@ def test_a_gap_ringed_through_corners_is_no_hole_and_is_not_bought():
     neither the plan's mask nor the priced order holds the gap."""
     m = np.zeros((5, 5), bool)
     m[1, 2] = m[2, 1] = m[2, 3] = m[3, 2] = True
-    assert not fill_holes(m)[2, 2]
+    assert not fill_polygon_holes(m)[2, 2]
     profile = PricingProfile(price_per_km2=10.0, min_area_km2=0.0, min_width_m=0.0, min_order_charge=0.0)
     spec = grid_spec(5, 5)
     order = tiles_order(spec, m, profile, spec.crs)
@@ -168,14 +167,14 @@ def test_the_plans_tiles_are_the_tiles_the_order_bills():
     rng = np.random.default_rng(1)
     c_shape = np.zeros((7, 7), bool)
     c_shape[1, 1:3] = c_shape[2, 1] = c_shape[2, 3] = c_shape[3, 1:4] = True  # ends meet at a corner
-    assert fill_holes(c_shape)[2, 2]
+    assert fill_polygon_holes(c_shape)[2, 2]
     nested = np.ones((7, 7), bool)
     nested[1:6, 1:6] = False
     nested[3, 3] = True  # an island in a ring's hole: inside the ring's hole-free polygon, bought once
     masks = [c_shape, nested] + [rng.random((7, 7)) < rng.uniform(0.3, 0.7) for _ in range(60)]
     for m in masks:
         billed = tiles_order(spec, m, profile, spec.crs)["billable_km2"]
-        assert fill_holes(m).sum() * 0.1024 == pytest.approx(billed, abs=1e-6), m.astype(int)
+        assert fill_polygon_holes(m).sum() * 0.1024 == pytest.approx(billed, abs=1e-6), m.astype(int)
 
 
 def test_an_island_in_a_rings_hole_is_not_billed_twice():

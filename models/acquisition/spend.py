@@ -228,12 +228,6 @@ def closing(mask: np.ndarray, r: int) -> np.ndarray:
     return ero | mask
 
 
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """The mask with every enclosed gap filled: an order polygon has no holes, so its holes are bought too
-    (the holes of the polygons the billing engine builds from the mask, ``fill_polygon_holes``)."""
-    return fill_polygon_holes(mask)
-
-
 @dataclass(frozen=True)
 class Candidate:
     mask: np.ndarray  # (R, C) bool: tiles to buy
@@ -320,7 +314,7 @@ def plan_spend(
     empty = np.zeros_like(plannable)
     cands = [Candidate(empty, 0.0, accuracy(empty))]
     for m in [plannable, *masks]:
-        m = fill_holes(m) & plannable  # what the order's hole-free polygons deliver
+        m = fill_polygon_holes(m) & plannable  # what the order's hole-free polygons deliver
         cands.append(Candidate(m, float(price_mask(m)), accuracy(m)))
     full = cands[1]
     # The exact Pareto front: no candidate on it is dearer and no more accurate than another.

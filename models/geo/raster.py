@@ -590,6 +590,19 @@ class SceneReader:
         return ds.nodata is None and all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)  # type: ignore[union-attr]
 
 
+def _parts(mask: np.ndarray, transform: Sequence[float] | None = None) -> Iterator[dict]:
+    """GeoJSON polygons of the 4-connected parts of a 2-D mask's True cells (pixel coordinates, or the
+    transform's), as GDAL polygonises them, one at a time: linear in the cells."""
+    from rasterio import features
+
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    if not m.any():
+        return
+    at = Affine(*transform[:6]) if transform is not None else Affine.identity()
+    for geom, _ in features.shapes(m, mask=m.astype(bool), transform=at, connectivity=4):
+        yield geom
+
+
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """4-connected component labels (0 = background, 1..n) of a 2-D bool mask.
 
@@ -598,13 +611,10 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """
     from rasterio import features
 
-    m = np.ascontiguousarray(mask, dtype=np.uint8)
     out = np.zeros(mask.shape, np.int32)
-    if not m.any():
-        return out.astype(np.int64), 0
-    parts = features.shapes(m, mask=m.astype(bool), connectivity=4)
-    shapes = [(geom, k + 1) for k, (geom, _) in enumerate(parts)]
-    features.rasterize(shapes, out=out, all_touched=False)
+    shapes = [(geom, k + 1) for k, geom in enumerate(_parts(mask))]
+    if shapes:
+        features.rasterize(shapes, out=out, all_touched=False)
     return out.astype(np.int64), len(shapes)
 
 
@@ -617,13 +627,9 @@ def fill_polygon_holes(mask: np.ndarray) -> np.ndarray:
     """
     from rasterio import features
 
-    m = np.ascontiguousarray(mask, dtype=np.uint8)
-    if not m.any():
+    shells = [({"type": "Polygon", "coordinates": [geom["coordinates"][0]]}, 1) for geom in _parts(mask)]
+    if not shells:
         return np.zeros(mask.shape, bool)
-    shells = [
-        ({"type": "Polygon", "coordinates": [geom["coordinates"][0]]}, 1)
-        for geom, _ in features.shapes(m, mask=m.astype(bool), connectivity=4)
-    ]
     return features.rasterize(shells, out_shape=mask.shape, all_touched=False, dtype=np.uint8).astype(bool)
 
 
@@ -635,15 +641,11 @@ def mask_polygons(mask: np.ndarray, transform: Sequence[float]) -> np.ndarray:
     polygons (nearly all) are built in one vectorised call.
     """
     import shapely
-    from rasterio import features
     from shapely.geometry import Polygon
 
-    m = np.ascontiguousarray(mask, dtype=np.uint8)
-    if not m.any():
-        return np.empty(0, dtype=object)
     shells: list[np.ndarray] = []
     holed = []
-    for geom, _ in features.shapes(m, mask=m.astype(bool), transform=Affine(*transform[:6]), connectivity=4):
+    for geom in _parts(mask, transform):
         rings = geom["coordinates"]
         if len(rings) == 1:
             shells.append(np.asarray(rings[0], dtype=np.float64))
