@@ -17,7 +17,14 @@ of 1 pt is inside the noise. Folds hold out other strips of the same scene:
 
 Pooled figures concatenate every fold's per-chip correctness (1,620 test chips): accuracy
 ± binomial SE per budget k = 0..16; differences (k against the best smaller k, k = 16
-against the HR classifier, the policy's own budget against v1 on fold 0) ± paired SE.
+against the HR classifier, the policy's own budget against v1) ± paired SE.
+
+v1 (``sentinel2-demo-v1``, Ft-1 served from the HR stream alone) was trained on every strip but
+fold 0's, so it is compared on fold 0 only (``--previous``). Over all three strips the comparison is
+recipe against recipe: v1's recipe (``benchmarks/configs/sentinel2_v1.json``, v1's checkpoint's own
+settings: classifiers, Pt, Ft-1) retrained by this code on each fold's split, fold 0's included
+(``--previous-runs DIR`` reads ``DIR/fold<f>/ft1.pt``; ``--train-previous`` trains them first), against
+the shipped recipe (on fold 0, the shipped model is that recipe's output).
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ from models.train import serve
 
 ROWS_PER_STRIP = 9
 CONFIG = REPO / "benchmarks" / "configs" / "sentinel2_default.json"
+V1_CONFIG = REPO / "benchmarks" / "configs" / "sentinel2_v1.json"
+V1_STAGES = ("classifiers", "pt", "ft1")
+OTHERS = ("v1", "v1_recipe")  # compared at each policy's own budget: the shipped v1, its recipe retrained
 BENCH = Benchmark("sentinel2_kfold")
 
 
@@ -80,17 +90,22 @@ def make_fold(data_root: Path, out: Path, fold: int) -> Path:
     return chips
 
 
+def train_stages(chips: Path, run: Path, config: Path, stages: tuple[str, ...], threads: int) -> None:
+    for stage in stages:
+        cmd = [sys.executable, "-m", "models.train", stage, "--benchmark", "chips", "--data-root", str(chips),
+               "--out", str(run), "--config", str(config), "--threads", str(threads)]  # fmt: skip
+        subprocess.run(cmd, cwd=REPO, check=True)
+
+
 def train_fold(chips: Path, run: Path, threads: int) -> None:
     """The shipped model's recipe on the fold: classifiers, Pt, the LR classifier with KD, served."""
-    for stage in ("classifiers", "pt", "lr-kd"):
-        cmd = [sys.executable, "-m", "models.train", stage, "--benchmark", "chips", "--data-root", str(chips),
-               "--out", str(run), "--config", str(CONFIG), "--threads", str(threads)]  # fmt: skip
-        subprocess.run(cmd, cwd=REPO, check=True)
+    train_stages(chips, run, CONFIG, ("classifiers", "pt", "lr-kd"), threads)
     serve(run, run / "served.pt", "lr-kd.pt")
 
 
-def evaluate_fold(chips: Path, served_path: Path, previous_path: Path | None) -> dict[str, Any]:
-    """Per-chip correctness of the fold's served model, its HR and LR classifiers (and v1) on its test strip.
+def evaluate_fold(chips: Path, served_path: Path, others: dict[str, Path]) -> dict[str, Any]:
+    """Per-chip correctness of the fold's served model, its HR and LR classifiers on its test strip, and
+    at each policy's own budget of ``others`` (``"v1"``: the shipped v1; ``"v1_recipe"``: its recipe retrained).
 
     The served bundle holds the fold's HR classifier and served LR classifier (``serve``).
     """
@@ -103,18 +118,22 @@ def evaluate_fold(chips: Path, served_path: Path, previous_path: Path | None) ->
     trained_with = {k: cfg.get(k) for k in ("cls_epochs", "lr_cls_epochs", "cls_keep", "pt_epochs", "sigma_pt", "seed")}
     trained_with["served_lr_classifier"] = served.metadata.get("lr_classifier")  # the lr-kd stage's, via serve
     out = {"test_chips": len(test), "hr": hr, "lr": lr, "trained_with": trained_with, **s}
-    if previous_path is not None:
-        out["previous_greedy"] = per_chip(load_bundle(previous_path), test)["greedy"]
+    for name, path in others.items():
+        r = per_chip(load_bundle(path), test)
+        out[f"{name}_greedy"], out[f"{name}_patches"] = r["greedy"], r["patches"]
     return out
 
 
 def pooled(folds: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """The folds' per-chip results as one set of test chips."""
+    """The folds' per-chip results as one set of test chips (another model's only where every fold has it)."""
     chips = sum(f["test_chips"] for f in folds.values())
+    others = [name for name in OTHERS if all(f"{name}_greedy" in f for f in folds.values())]
+    keys = ("hr", "lr", "greedy", *(f"{name}_greedy" for name in others))
+    means = ("patches", *(f"{name}_patches" for name in others))
     return {
         "test_chips": chips,
-        "patches": sum(f["patches"] * f["test_chips"] for f in folds.values()) / chips,
-        **{key: torch.cat([f[key] for f in folds.values()]) for key in ("hr", "lr", "greedy")},
+        **{key: sum(f[key] * f["test_chips"] for f in folds.values()) / chips for key in means},
+        **{key: torch.cat([f[key] for f in folds.values()]) for key in keys},
         "sweep": {k: torch.cat([f["sweep"][k] for f in folds.values()]) for k in range(17)},
     }
 
@@ -129,8 +148,10 @@ def summary(f: dict[str, Any]) -> dict[str, Any]:
         "served": budget_entries(f),
         "checks": {**budget_checks(f["sweep"], f["hr"], f["lr"]), "HR_minus_LR": paired(f["hr"], f["lr"])},
     }
-    if "previous_greedy" in f:
-        out["checks"]["served_minus_v1_at_own_budgets"] = paired(f["greedy"], f["previous_greedy"])
+    for name in OTHERS:
+        if f"{name}_greedy" in f:
+            out[f"{name}_policy_budget"] = entry(f[f"{name}_greedy"], f[f"{name}_patches"])
+            out["checks"][f"served_minus_{name}_at_own_budgets"] = paired(f["greedy"], f[f"{name}_greedy"])
     return out
 
 
@@ -179,11 +200,37 @@ def section(result: dict[str, Any]) -> list[str]:
         f"(k = {mono['k']} vs {mono['best_smaller_k']}) → " + ("**met**" if mono["diff"] >= -1.0 else "**missed**"),
         f"- what HR buys on this scene: HR − LR {hl['diff']:+.2f} ± {hl['se']:.2f} pt (pooled)",
     ]
-    v1 = result["folds"].get("0 (rows 0-8)", {}).get("checks", {}).get("served_minus_v1_at_own_budgets")
-    if v1:
-        lines.append(f"- fold 0 only (v1 exists only there): {result['shipped']} − v1 at each policy's own budget "
-                     f"{v1['diff']:+.2f} ± {v1['se']:.2f}")  # fmt: skip
+    lines += _v1_lines(result)
     lines += ["", end]
+    return lines
+
+
+def _v1_lines(result: dict[str, Any]) -> list[str]:
+    """Each policy's own budget against v1's: the shipped v1 (fold 0) and v1's recipe retrained (every fold)."""
+
+    def own(name: str, f: dict[str, Any]) -> str:
+        d, v1 = f["checks"][f"served_minus_{name}_at_own_budgets"], f[f"{name}_policy_budget"]
+        return f"{d['diff']:+.2f} ± {d['se']:.2f} (v1 {v1['accuracy']:.2f} at {v1['patches']:.2f} patches)"
+
+    def verdict(d: dict[str, float]) -> str:
+        return "a tie within 2 SE" if abs(d["diff"]) < 2 * d["se"] else ("ahead" if d["diff"] > 0 else "**behind**")
+
+    lines = []
+    fold0 = result["folds"].get("0 (rows 0-8)", {})
+    if "v1_policy_budget" in fold0:
+        lines.append(
+            f"- {result['shipped']} − the shipped v1 at each policy's own budget (fold 0, the only strip v1 was not "
+            f"trained on): {own('v1', fold0)}: {verdict(fold0['checks']['served_minus_v1_at_own_budgets'])}"
+        )
+    p = result["pooled"]
+    if "v1_recipe_policy_budget" in p:
+        d, ours = p["checks"]["served_minus_v1_recipe_at_own_budgets"], p["served"]["policy_budget"]
+        per_fold = "; ".join(f"fold {name.split()[0]} {own('v1_recipe', f)}" for name, f in result["folds"].items())
+        lines.append(
+            f"- the shipped recipe − v1's recipe (`{result['v1_recipe']}`, retrained on every fold's split) at each "
+            f"policy's own budget, pooled: {own('v1_recipe', p)}, ours {ours['accuracy']:.2f} at "
+            f"{ours['patches']:.2f} patches: {verdict(d)}; per fold {per_fold}"
+        )
     return lines
 
 
@@ -199,26 +246,44 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shipped", type=Path, default=REPO / "models" / "assets" / "default.pt")
     parser.add_argument("--previous", type=Path, default=None, help="fold 0: v1, for the own-budget comparison")
+    parser.add_argument(
+        "--previous-runs",
+        type=Path,
+        default=None,
+        help="v1's recipe retrained per fold (fold 0 included), DIR/fold<f>/ft1.pt, for the own-budget comparison",
+    )
+    parser.add_argument("--train-previous", action="store_true", help="train v1's recipe per fold first")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python benchmarks/sentinel2_kfold.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     folds: dict[str, dict[str, Any]] = {}
     raw: dict[int, dict[str, Any]] = {}
-    raw[0] = evaluate_fold(args.data_root, args.shipped, args.previous)
+
+    def v1_recipe(chips: Path, fold: int) -> dict[str, Path]:
+        if args.previous_runs is None:
+            return {}
+        run = args.previous_runs / f"fold{fold}"
+        if args.train_previous:
+            train_stages(chips, run, V1_CONFIG, V1_STAGES, args.threads)
+        return {"v1_recipe": run / "ft1.pt"}
+
+    shipped_v1 = {"v1": args.previous} if args.previous else {}
+    raw[0] = evaluate_fold(args.data_root, args.shipped, {**shipped_v1, **v1_recipe(args.data_root, 0)})
     folds["0 (rows 0-8)"] = summary(raw[0])
     for f in args.folds:
         chips = make_fold(args.data_root, args.out, f)
         run = args.out / f"fold{f}"
         if args.train:
             train_fold(chips, run, args.threads)
-        raw[f] = evaluate_fold(chips, run / "served.pt", None)
+        raw[f] = evaluate_fold(chips, run / "served.pt", v1_recipe(chips, f))
         folds[f"{f} (rows {20 * f}-{20 * f + ROWS_PER_STRIP - 1})"] = summary(raw[f])
     result = {
         "pooled": summary(pooled(raw)),
         "folds": folds,
         "shipped": load_bundle(args.shipped).metadata.get("model_id", str(args.shipped)),
         "recipe": str(CONFIG.relative_to(REPO)),
+        "v1_recipe": str(V1_CONFIG.relative_to(REPO)),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(),
         "command": command,
