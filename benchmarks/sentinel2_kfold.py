@@ -44,7 +44,7 @@ from results_md import REPO, Benchmark, git_commit, write_section  # benchmarks/
 from sentinel2_default import budget_checks, budget_entries, classifiers, entry, paired, per_chip
 
 from models.datasets.chips import SPLITS_FILE, load_chip_splits, scan_chip_folder
-from models.nn.checkpoint import load_bundle
+from models.nn.checkpoint import ModelBundle, load_bundle
 from models.train import serve
 
 ROWS_PER_STRIP = 9
@@ -119,9 +119,21 @@ def evaluate_fold(chips: Path, served_path: Path, others: dict[str, Path]) -> di
     trained_with["served_lr_classifier"] = served.metadata.get("lr_classifier")  # the lr-kd stage's, via serve
     out = {"test_chips": len(test), "hr": hr, "lr": lr, "trained_with": trained_with, **s}
     for name, path in others.items():
-        r = per_chip(load_bundle(path), test)
+        bundle = load_bundle(path)
+        if name == "v1_recipe":
+            check_v1_recipe(bundle, path)
+        r = per_chip(bundle, test)
         out[f"{name}_greedy"], out[f"{name}_patches"] = r["greedy"], r["patches"]
     return out
+
+
+def check_v1_recipe(bundle: ModelBundle, path: Path) -> None:
+    """Refuse a "v1 recipe" bundle that was not trained as ``V1_CONFIG`` and ``V1_STAGES`` say."""
+    wanted = json.loads(V1_CONFIG.read_text())
+    cfg = bundle.metadata.get("config") or {}
+    wrong = {k: (cfg.get(k), v) for k, v in wanted.items() if cfg.get(k) != v}
+    if wrong or bundle.metadata.get("stage") != V1_STAGES[-1]:
+        raise SystemExit(f"{path} was not trained by {V1_CONFIG.name} ({V1_STAGES[-1]}): (had, wanted) {wrong}")
 
 
 def pooled(folds: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -152,6 +164,8 @@ def summary(f: dict[str, Any]) -> dict[str, Any]:
         if f"{name}_greedy" in f:
             out[f"{name}_policy_budget"] = entry(f[f"{name}_greedy"], f[f"{name}_patches"])
             out["checks"][f"served_minus_{name}_at_own_budgets"] = paired(f["greedy"], f[f"{name}_greedy"])
+    if all(f"{name}_greedy" in f for name in OTHERS):  # how far a retrain of v1's settings moves its figure
+        out["checks"]["v1_recipe_minus_v1"] = paired(f["v1_recipe_greedy"], f["v1_greedy"])
     return out
 
 
@@ -213,7 +227,7 @@ def _v1_lines(result: dict[str, Any]) -> list[str]:
         return f"{d['diff']:+.2f} ± {d['se']:.2f} (v1 {v1['accuracy']:.2f} at {v1['patches']:.2f} patches)"
 
     def verdict(d: dict[str, float]) -> str:
-        return "a tie within 2 SE" if abs(d["diff"]) < 2 * d["se"] else ("ahead" if d["diff"] > 0 else "**behind**")
+        return "a tie within 2 SE" if abs(d["diff"]) <= 2 * d["se"] else ("ahead" if d["diff"] > 0 else "**behind**")
 
     lines = []
     fold0 = result["folds"].get("0 (rows 0-8)", {})
@@ -255,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-previous", action="store_true", help="train v1's recipe per fold first")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.train_previous and args.previous_runs is None:
+        parser.error("--train-previous needs --previous-runs DIR")
+    if args.previous_runs is not None and not args.train_previous:
+        missing = [f for f in (0, *args.folds) if not (args.previous_runs / f"fold{f}" / "ft1.pt").is_file()]
+        if missing:
+            parser.error(f"no ft1.pt under {args.previous_runs} for folds {missing} (add --train-previous)")
     torch.set_num_threads(args.threads)
     command = "python benchmarks/sentinel2_kfold.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     folds: dict[str, dict[str, Any]] = {}
