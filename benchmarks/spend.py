@@ -93,6 +93,7 @@ from models.training.spend_calibrate import calibrate_on, chip_outcomes, load_sp
 
 BUDGETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 RANDOM_SEEDS = 5
+NOISE_DRAWS = 10_000
 MAX_PRICED_PREFIXES = 1000
 BASELINES = ("patchdrop_per_tile", "fixed_h", "lr_uncertainty", "random")
 
@@ -289,7 +290,7 @@ def evaluate(
     def price_mask(mask: np.ndarray) -> float:
         return float(_order(spec, np.where(mask, full_bits, 0).astype(np.uint32), profile, work_crs)["price"])
 
-    sa, sa_rights, calib = [], [], []
+    sa, sa_rights, calib, sa_bought = [], [], [], []
     t0 = time.perf_counter()
     for b in BUDGETS:
         plan = plan_spend(
@@ -298,6 +299,7 @@ def evaluate(
         right = np.where(plan.mask.ravel()[flat], hr_right, lr_right)
         sa.append({**point(b, plan.price, right), "expected_accuracy": round(plan.expected_accuracy, 4)})
         sa_rights.append(right)
+        sa_bought.append(plan.mask.ravel()[flat])
         calib.append(plan.expected_accuracy - float(right.mean()))
     planner_s = (time.perf_counter() - t0) / len(BUDGETS)
     # The planner's candidates do not depend on the budget: every plan shares one exact front.
@@ -397,8 +399,37 @@ def evaluate(
         "calibration": {
             "expected_minus_measured_pt": [round(100 * c, 2) for c in calib],
             "max_abs_pt": round(100 * float(np.max(np.abs(calib))), 2),
+            "if_perfectly_calibrated": calibration_noise(p_lr, p_hr, np.array(sa_bought), float(np.max(np.abs(calib)))),
         },
         "planner_seconds_per_plan": round(planner_s, 3),
+    }
+
+
+def calibration_noise(
+    p_lr: np.ndarray, p_hr: np.ndarray, bought: np.ndarray, observed: float, draws: int = NOISE_DRAWS
+) -> dict:
+    """How far the measured accuracies of these plans fall from their expected ones by chance alone.
+
+    Test outcomes are drawn from the value model's own per-tile probabilities (so it is perfectly
+    calibrated by construction) and the plans (``bought``: budgets × tiles) scored on each draw, as the
+    benchmark scores the real outcomes: the floor under the calibration check on a region this size.
+    LR and HR correctness of a tile share one uniform draw (HR right wherever LR is, when P(HR) >=
+    P(LR): few tiles flip), which only matters for how the budgets' misses move together.
+    ``observed``: the real worst miss (a fraction), placed in that distribution.
+    """
+    rng = np.random.default_rng(0)
+    expected = np.where(bought, p_hr, p_lr).mean(axis=1)  # what plan_spend reports, per budget
+    worst = np.empty(draws)
+    for i in range(draws):
+        u = rng.random(len(p_lr))
+        measured = np.where(bought, u < p_hr, u < p_lr).mean(axis=1)
+        worst[i] = np.abs(expected - measured).max()
+    return {
+        "draws": draws,
+        "share_within_1pt": round(float((worst <= 0.01 + 1e-12).mean()), 4),
+        "median_max_abs_pt": round(100 * float(np.median(worst)), 2),
+        "q90_max_abs_pt": round(100 * float(np.quantile(worst, 0.9)), 2),
+        "share_missing_more_than_observed": round(float((worst > observed + 1e-12).mean()), 4),
     }
 
 
@@ -526,6 +557,16 @@ def _verdict(d: dict, pooled: dict[str, Any] | None = None) -> list[str]:
             if pooled
             else ""
         )
+        + (
+            f". A perfectly calibrated value model would pass this check on a region this size in "
+            f"{100 * noise['share_within_1pt']:.0f} % of draws (its worst miss over the budgets: median "
+            f"{noise['median_max_abs_pt']:.2f} pt, 90th percentile {noise['q90_max_abs_pt']:.2f} pt; outcomes drawn "
+            f"{noise['draws']} times from the value model's own probabilities, `calibration_noise`); it would "
+            f"miss by more than the {cal['max_abs_pt']:.2f} pt measured here in "
+            f"{100 * noise['share_missing_more_than_observed']:.0f} % of them"
+            if (noise := cal.get("if_perfectly_calibrated", {})).get("share_missing_more_than_observed") is not None
+            else ""
+        )
     )
     return out
 
@@ -625,6 +666,26 @@ def _promise_side(diffs: list[float]) -> str:
     return "under at some budgets, over or equal at others"
 
 
+def _chance_sentence(runs: list[tuple[str, dict]]) -> str:
+    """Whether each strip's worst calibration miss is more than chance would give a perfectly calibrated model."""
+    noise = {name.split()[0]: d["calibration"].get("if_perfectly_calibrated") or {} for name, d in runs}
+    if not all("share_missing_more_than_observed" in v for v in noise.values()):
+        return ""
+    more = {k: v["share_missing_more_than_observed"] for k, v in noise.items()}
+    within = [v["share_within_1pt"] for v in noise.values()]
+    rare = [f"fold {k} ({100 * v:.0f} %)" for k, v in more.items() if v < 0.1]
+    head = (
+        f" With outcomes drawn from each strip's own value model (perfect calibration by construction), the 1-pt "
+        f"check passes in only {100 * min(within):.0f}–{100 * max(within):.0f} % of draws on strips this size"
+    )
+    if rare:
+        return head + f"; the measured miss is rarer than 1 in 10 by chance on {', '.join(rare)}: a real miss."
+    return (
+        head + f", and it misses by more than the measured figure in {100 * min(more.values()):.0f}–"
+        f"{100 * max(more.values()):.0f} % of them: no strip's miss tells its value model from a perfect one."
+    )
+
+
 def _fold_calibration(runs: list[tuple[str, dict]], pooled: dict[str, Any] | None) -> list[str]:
     """The calibration on the spatial k-fold's held-out strips (``_fold_runs``), per strip and pooled."""
     if not runs:
@@ -636,8 +697,8 @@ def _fold_calibration(runs: list[tuple[str, dict]], pooled: dict[str, Any] | Non
         "validation strip minus on its test strip: how much the two areas differ.",
         "",
         "| fold | test chips | LR (val − test) | HR (val − test) | value-model feature | expected − measured, "
-        "per budget (pt) | max abs |",
-        "|---|---|---|---|---|---|---|",
+        "per budget (pt) | max abs | a perfectly calibrated model: within 1 pt / misses by more |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def shift(d: dict, stream: str) -> float:
@@ -649,7 +710,12 @@ def _fold_calibration(runs: list[tuple[str, dict]], pooled: dict[str, Any] | Non
         lines.append(
             f"| {name} | {d['region']['tiles']} | {100 * d['lr_accuracy']:.2f} ({lr_shift:+.2f}) | "
             f"{100 * d['hr_accuracy']:.2f} ({hr_shift:+.2f}) | `{vm['feature']}` | "
-            f"{', '.join(f'{v:+.2f}' for v in cal['expected_minus_measured_pt'])} | {cal['max_abs_pt']:.2f} |"
+            f"{', '.join(f'{v:+.2f}' for v in cal['expected_minus_measured_pt'])} | {cal['max_abs_pt']:.2f} | "
+            + (
+                f"{100 * noise['share_within_1pt']:.0f} % / {100 * noise['share_missing_more_than_observed']:.0f} % |"
+                if "share_missing_more_than_observed" in (noise := cal.get("if_perfectly_calibrated") or {})
+                else "not recorded |"
+            )
         )
     if pooled:
         lines.append(
@@ -658,7 +724,7 @@ def _fold_calibration(runs: list[tuple[str, dict]], pooled: dict[str, Any] | Non
                 f"{v:+.2f} ± {e:.2f}"
                 for v, e in zip(pooled["expected_minus_measured_pt"], pooled["se_pt"], strict=True)
             )
-            + f" | {pooled['max_abs_pt']:.2f} |"
+            + f" | {pooled['max_abs_pt']:.2f} | |"
         )
     worst = [d["calibration"]["max_abs_pt"] for _, d in runs]
     within = sum(w <= 1.0 for w in worst)
@@ -683,6 +749,7 @@ def _fold_calibration(runs: list[tuple[str, dict]], pooled: dict[str, Any] | Non
             if missed
             else ""
         )
+        + _chance_sentence(runs)
         + " One measured accuracy's SE on a strip is about 1.3 pt"
         + (
             f". Taken as one test set ({pooled['tiles']} chips, each strip planned by its own model and value "

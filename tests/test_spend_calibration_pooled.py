@@ -4,6 +4,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +53,19 @@ def test_promise_side_words(spend):
     assert spend._promise_side([-0.1, -0.5]) == "under-promising at every budget"
     assert spend._promise_side([0.2, 0.1]) == "over-promising at every budget"
     assert spend._promise_side([0.0, -0.1]).startswith("under at some budgets")
+
+
+def test_calibration_noise_floor(spend):
+    n = 400
+    bought = np.zeros((3, n), bool)
+    bought[1, :100] = True
+    bought[2, :] = True
+    # Certain outcomes: a perfectly calibrated model never misses.
+    sure = spend.calibration_noise(np.ones(n), np.ones(n), bought, 0.0, draws=200)
+    assert sure["share_within_1pt"] == 1.0 and sure["median_max_abs_pt"] == 0.0
+    # Coin flips on 400 tiles: one accuracy's SE is 2.5 pt, so a 1 pt check mostly fails by chance.
+    coin = spend.calibration_noise(np.full(n, 0.5), np.full(n, 0.5), bought, 0.01, draws=2000)
+    assert coin["share_within_1pt"] < 0.4
+    assert 1.0 < coin["median_max_abs_pt"] < coin["q90_max_abs_pt"] < 6.0
+    assert coin["share_missing_more_than_observed"] == pytest.approx(1 - coin["share_within_1pt"])
+    assert sure["share_missing_more_than_observed"] == 0.0
