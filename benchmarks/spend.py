@@ -399,10 +399,15 @@ def evaluate(
         "calibration": {
             "expected_minus_measured_pt": [round(100 * c, 2) for c in calib],
             "max_abs_pt": round(100 * float(np.max(np.abs(calib))), 2),
-            "if_perfectly_calibrated": calibration_noise(p_lr, p_hr, np.array(sa_bought), float(np.max(np.abs(calib)))),
+            "if_perfectly_calibrated": calibration_noise(
+                p_lr, p_hr, np.array(sa_bought), round(float(np.max(np.abs(calib))), 4)
+            ),
         },
         "planner_seconds_per_plan": round(planner_s, 3),
     }
+
+
+COUPLINGS = ("linked", "independent")
 
 
 def calibration_noise(
@@ -412,25 +417,31 @@ def calibration_noise(
 
     Test outcomes are drawn from the value model's own per-tile probabilities (so it is perfectly
     calibrated by construction) and the plans (``bought``: budgets × tiles) scored on each draw, as the
-    benchmark scores the real outcomes: the floor under the calibration check on a region this size.
-    LR and HR correctness of a tile share one uniform draw (HR right wherever LR is, when P(HR) >=
-    P(LR): few tiles flip), which only matters for how the budgets' misses move together.
-    ``observed``: the real worst miss (a fraction), placed in that distribution.
+    benchmark scores the real outcomes. The value model gives each tile's P(LR right) and P(HR right),
+    not how the two go together, and that sets how the budgets' misses move together, hence the worst
+    of them. Two couplings bound it: ``linked`` (one uniform draw for both: HR right wherever LR is, when
+    P(HR) >= P(LR); the budgets' misses move together most, so the worst is smallest) and
+    ``independent``. The test tiles have a few "LR right, HR wrong" cases, which ``linked`` never draws.
+    ``observed``: the real worst miss (a fraction), placed in each distribution (share at least as large).
     """
-    rng = np.random.default_rng(0)
     expected = np.where(bought, p_hr, p_lr).mean(axis=1)  # what plan_spend reports, per budget
-    worst = np.empty(draws)
-    for i in range(draws):
-        u = rng.random(len(p_lr))
-        measured = np.where(bought, u < p_hr, u < p_lr).mean(axis=1)
-        worst[i] = np.abs(expected - measured).max()
-    return {
-        "draws": draws,
-        "share_within_1pt": round(float((worst <= 0.01 + 1e-12).mean()), 4),
-        "median_max_abs_pt": round(100 * float(np.median(worst)), 2),
-        "q90_max_abs_pt": round(100 * float(np.quantile(worst, 0.9)), 2),
-        "share_missing_more_than_observed": round(float((worst > observed + 1e-12).mean()), 4),
-    }
+    out: dict[str, Any] = {"draws": draws}
+    for coupling in COUPLINGS:
+        rng = np.random.default_rng(0)
+        worst = np.empty(draws)
+        for i in range(draws):
+            u = rng.random(len(p_lr))
+            v = u if coupling == "linked" else rng.random(len(p_lr))
+            measured = np.where(bought, v < p_hr, u < p_lr).mean(axis=1)
+            worst[i] = np.abs(expected - measured).max()
+        worst_pt = np.round(100 * worst, 2)  # as the check itself rounds
+        out[coupling] = {
+            "share_within_1pt": round(float((worst_pt <= 1.0).mean()), 4),
+            "median_max_abs_pt": round(float(np.median(worst_pt)), 2),
+            "q90_max_abs_pt": round(float(np.quantile(worst_pt, 0.9)), 2),
+            "share_missing_at_least_observed": round(float((worst_pt >= round(100 * observed, 2)).mean()), 4),
+        }
+    return out
 
 
 def main() -> int:
@@ -558,13 +569,11 @@ def _verdict(d: dict, pooled: dict[str, Any] | None = None) -> list[str]:
             else ""
         )
         + (
-            f". A perfectly calibrated value model would pass this check on a region this size in "
-            f"{100 * noise['share_within_1pt']:.0f} % of draws (its worst miss over the budgets: median "
-            f"{noise['median_max_abs_pt']:.2f} pt, 90th percentile {noise['q90_max_abs_pt']:.2f} pt; outcomes drawn "
-            f"{noise['draws']} times from the value model's own probabilities, `calibration_noise`); it would "
-            f"miss by more than the {cal['max_abs_pt']:.2f} pt measured here in "
-            f"{100 * noise['share_missing_more_than_observed']:.0f} % of them"
-            if (noise := cal.get("if_perfectly_calibrated", {})).get("share_missing_more_than_observed") is not None
+            f". A perfectly calibrated value model (outcomes drawn {noise['draws']} times from its own per-tile "
+            f"probabilities, `calibration_noise`; ranges over LR and HR correctness drawn independently or linked) would pass this "
+            f"check with these plans in {_span(noise, 'share_within_1pt')} of draws, and miss by at least the "
+            f"{cal['max_abs_pt']:.2f} pt measured here in {_span(noise, 'share_missing_at_least_observed')}"
+            if (noise := _noise(cal))
             else ""
         )
     )
@@ -666,23 +675,37 @@ def _promise_side(diffs: list[float]) -> str:
     return "under at some budgets, over or equal at others"
 
 
+def _noise(cal: dict) -> dict | None:
+    """A result's ``calibration_noise`` figures, or None where they were not recorded."""
+    noise = cal.get("if_perfectly_calibrated") or {}
+    return noise if all(c in noise for c in COUPLINGS) else None
+
+
+def _span(noise: dict, key: str) -> str:
+    """A share under both couplings, as "a–b %" (or "a %" where they agree)."""
+    lo, hi = sorted(100 * noise[c][key] for c in COUPLINGS)
+    return f"{lo:.0f} %" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f} %"
+
+
 def _chance_sentence(runs: list[tuple[str, dict]]) -> str:
-    """Whether each strip's worst calibration miss is more than chance would give a perfectly calibrated model."""
-    noise = {name.split()[0]: d["calibration"].get("if_perfectly_calibrated") or {} for name, d in runs}
-    if not all("share_missing_more_than_observed" in v for v in noise.values()):
+    """How each strip's worst calibration miss compares with chance for a perfectly calibrated model."""
+    noise = {name.split()[0]: _noise(d["calibration"]) for name, d in runs}
+    if not runs or not all(noise.values()):
         return ""
-    more = {k: v["share_missing_more_than_observed"] for k, v in noise.items()}
-    within = [v["share_within_1pt"] for v in noise.values()]
-    rare = [f"fold {k} ({100 * v:.0f} %)" for k, v in more.items() if v < 0.1]
+    within = [100 * v[c]["share_within_1pt"] for v in noise.values() for c in COUPLINGS]
+    # the linked coupling gives the fewest large misses: the conservative side for calling a miss real
+    rare = [f"fold {k}" for k, v in noise.items() if v["linked"]["share_missing_at_least_observed"] < 0.05]
     head = (
-        f" With outcomes drawn from each strip's own value model (perfect calibration by construction), the 1-pt "
-        f"check passes in only {100 * min(within):.0f}–{100 * max(within):.0f} % of draws on strips this size"
+        f" How much is chance: with outcomes drawn from each strip's own value model (perfect calibration by "
+        f"construction; last column, ranges over LR and HR correctness drawn independently or linked), the 1-pt check passes in "
+        f"{min(within):.0f}–{max(within):.0f} % of draws with these plans"
     )
     if rare:
-        return head + f"; the measured miss is rarer than 1 in 10 by chance on {', '.join(rare)}: a real miss."
+        return head + f"; on {', '.join(rare)} a miss as large as measured comes up in under 5 % of draws."
     return (
-        head + f", and it misses by more than the measured figure in {100 * min(more.values()):.0f}–"
-        f"{100 * max(more.values()):.0f} % of them: no strip's miss tells its value model from a perfect one."
+        head + ", and a miss as large as each measured one is common (last column): with 540 chips the check "
+        "has little power, and the measured misses are consistent with perfect calibration (which they do not "
+        "prove)."
     )
 
 
@@ -697,7 +720,7 @@ def _fold_calibration(runs: list[tuple[str, dict]], pooled: dict[str, Any] | Non
         "validation strip minus on its test strip: how much the two areas differ.",
         "",
         "| fold | test chips | LR (val − test) | HR (val − test) | value-model feature | expected − measured, "
-        "per budget (pt) | max abs | a perfectly calibrated model: within 1 pt / misses by more |",
+        "per budget (pt) | max abs | a perfectly calibrated model: within 1 pt / misses at least as much |",
         "|---|---|---|---|---|---|---|---|",
     ]
 
@@ -712,8 +735,8 @@ def _fold_calibration(runs: list[tuple[str, dict]], pooled: dict[str, Any] | Non
             f"{100 * d['hr_accuracy']:.2f} ({hr_shift:+.2f}) | `{vm['feature']}` | "
             f"{', '.join(f'{v:+.2f}' for v in cal['expected_minus_measured_pt'])} | {cal['max_abs_pt']:.2f} | "
             + (
-                f"{100 * noise['share_within_1pt']:.0f} % / {100 * noise['share_missing_more_than_observed']:.0f} % |"
-                if "share_missing_more_than_observed" in (noise := cal.get("if_perfectly_calibrated") or {})
+                f"{_span(noise, 'share_within_1pt')} / {_span(noise, 'share_missing_at_least_observed')} |"
+                if (noise := _noise(cal))
                 else "not recorded |"
             )
         )
@@ -743,8 +766,8 @@ def _fold_calibration(runs: list[tuple[str, dict]], pooled: dict[str, Any] | Non
         f"Within 1 pt at every budget on {within} of the {len(runs)} strips (mean |expected − measured| over "
         f"strips and budgets {mean_abs:.2f} pt)."
         + (
-            f" Where it misses ({'; '.join(missed)}), the model scores differently on its validation area than "
-            "on its test area, which a value model fitted on one 540-chip validation strip cannot see"
+            f" Where it misses ({'; '.join(missed)}), the model also scores differently on its validation area "
+            "than on its test area, which a value model fitted on one 540-chip validation strip cannot see"
             + (f"; where it is met ({'; '.join(met)}) the areas differ too." if met else ".")
             if missed
             else ""

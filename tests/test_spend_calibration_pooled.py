@@ -57,15 +57,40 @@ def test_promise_side_words(spend):
 
 def test_calibration_noise_floor(spend):
     n = 400
-    bought = np.zeros((3, n), bool)
-    bought[1, :100] = True
-    bought[2, :] = True
+    none, half, everything = np.zeros(n, bool), np.arange(n) < n // 2, np.ones(n, bool)
     # Certain outcomes: a perfectly calibrated model never misses.
-    sure = spend.calibration_noise(np.ones(n), np.ones(n), bought, 0.0, draws=200)
-    assert sure["share_within_1pt"] == 1.0 and sure["median_max_abs_pt"] == 0.0
-    # Coin flips on 400 tiles: one accuracy's SE is 2.5 pt, so a 1 pt check mostly fails by chance.
-    coin = spend.calibration_noise(np.full(n, 0.5), np.full(n, 0.5), bought, 0.01, draws=2000)
-    assert coin["share_within_1pt"] < 0.4
-    assert 1.0 < coin["median_max_abs_pt"] < coin["q90_max_abs_pt"] < 6.0
-    assert coin["share_missing_more_than_observed"] == pytest.approx(1 - coin["share_within_1pt"])
-    assert sure["share_missing_more_than_observed"] == 0.0
+    sure = spend.calibration_noise(np.ones(n), np.ones(n), np.stack([none, everything]), 0.0, draws=200)
+    for c in spend.COUPLINGS:
+        assert sure[c]["share_within_1pt"] == 1.0 and sure[c]["median_max_abs_pt"] == 0.0
+        assert sure[c]["share_missing_at_least_observed"] == 1.0  # a miss of 0 is always reached
+    # LR always right, HR a coin flip on the half bought: only that budget can miss, with an SE of
+    # sqrt(200 * 0.25) / 400 = 1.77 pt, so the worst miss's median is about 0.674 * 1.77 = 1.19 pt.
+    # (Swapping the streams, or averaging the budgets instead of taking the worst, would move it.)
+    p_lr, p_hr = np.ones(n), np.full(n, 0.5)
+    coin = spend.calibration_noise(p_lr, p_hr, np.stack([none, half]), 0.02, draws=4000)
+    for c in spend.COUPLINGS:
+        assert 0.95 < coin[c]["median_max_abs_pt"] < 1.45
+        assert coin[c]["q90_max_abs_pt"] > coin[c]["median_max_abs_pt"]
+        # P(|N(0, 1.77)| >= 2) is about 0.26
+        assert 0.2 < coin[c]["share_missing_at_least_observed"] < 0.33
+
+
+def test_calibration_noise_couplings_bound_the_worst_miss(spend):
+    """Linked LR/HR outcomes make the budgets' misses move together, so the worst of them is smaller."""
+    n = 400
+    p = np.full(n, 0.6)
+    bought = np.stack([np.zeros(n, bool), np.ones(n, bool)])  # LR everywhere, then HR everywhere
+    r = spend.calibration_noise(p, p, bought, 0.01, draws=3000)
+    # linked: both budgets see the same outcomes, one miss; independent: the worse of two
+    assert r["linked"]["share_within_1pt"] > r["independent"]["share_within_1pt"] + 0.1
+    assert r["linked"]["median_max_abs_pt"] < r["independent"]["median_max_abs_pt"]
+
+
+def test_noise_text_skips_results_without_it(spend):
+    assert spend._noise({"if_perfectly_calibrated": None}) is None
+    assert spend._noise({}) is None
+    assert spend._chance_sentence([]) == ""
+    noise = {c: {"share_within_1pt": 0.4, "share_missing_at_least_observed": 0.5} for c in spend.COUPLINGS}
+    assert spend._span(noise, "share_within_1pt") == "40 %"
+    noise["linked"]["share_within_1pt"] = 0.6
+    assert spend._span(noise, "share_within_1pt") == "40–60 %"
