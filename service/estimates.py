@@ -50,6 +50,8 @@ def resolve_source(ref: str, settings: Settings) -> str:
     URLs must start with one of ``source_url_prefixes``.
     """
     ref = ref.strip()
+    if any(ord(ch) < 32 for ch in ref):  # a NUL cuts a path short in the OS: never a valid reference
+        raise SourceNotAllowedError("a raster reference cannot contain control characters")
     scheme = urlsplit(ref).scheme.lower()
     if scheme in URL_SCHEMES:
         if not any(ref.startswith(p) for p in settings.source_url_prefixes):

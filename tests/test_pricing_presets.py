@@ -45,6 +45,10 @@ def test_a_request_changes_the_service_list(text, price, min_area):
         "null",
         "platinum",
         '{"currency": ""}',
+        '{"price_per_km2": 1e308}',  # finite, but every price computed from it overflows
+        '{"min_area_km2": 1e308}',
+        '{"min_width_m": 1e12}',
+        '{"min_order_charge": 1e308}',
     ],
 )
 def test_bad_pricing_is_refused_with_a_reason(text):

@@ -82,16 +82,29 @@ class PricingSchema(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    # Upper bounds far above any vendor's list keep every price and area the billing engine
+    # computes finite (a 1e308 price per km² overflows to infinity on the first polygon).
     preset: str | None = Field(default=None, description="Built-in price list: " + ", ".join(PRESETS) + ".")
-    price_per_km2: float = Field(default=ARCHIVE_PRICE_LIST.price_per_km2, ge=0, description="Price per km².")
+    price_per_km2: float = Field(
+        default=ARCHIVE_PRICE_LIST.price_per_km2, ge=0, le=1e6, description="Price per km² (at most 1,000,000)."
+    )
     min_area_km2: float = Field(
-        default=ARCHIVE_PRICE_LIST.min_area_km2, ge=0, description="Each order polygon is billed at least this area."
+        default=ARCHIVE_PRICE_LIST.min_area_km2,
+        ge=0,
+        le=10_000,
+        description="Each order polygon is billed at least this area (km², at most 10,000).",
     )
     min_width_m: float = Field(
-        default=ARCHIVE_PRICE_LIST.min_width_m, ge=0, description="Order polygons narrower than this are widened."
+        default=ARCHIVE_PRICE_LIST.min_width_m,
+        ge=0,
+        le=100_000,
+        description="Order polygons narrower than this are widened (metres, at most 100,000).",
     )
     min_order_charge: float = Field(
-        default=ARCHIVE_PRICE_LIST.min_order_charge, ge=0, description="A non-empty order costs at least this."
+        default=ARCHIVE_PRICE_LIST.min_order_charge,
+        ge=0,
+        le=1e9,
+        description="A non-empty order costs at least this (at most 1,000,000,000).",
     )
     currency: str = Field(default=ARCHIVE_PRICE_LIST.currency, min_length=1)
 

@@ -31,10 +31,11 @@ from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from models.acquisition.pricing import PricingProfile, bill, grid_orderable
-from models.errors import RegionError
+from models.errors import InvalidRasterError, RegionError
 from models.geo.footprints import (
     WGS84,
     box_rings,
+    check_transformable,
     metric_crs,
     parse_crs,
     rings_wgs84_geojson,
@@ -59,16 +60,21 @@ def parse_region(obj: dict[str, Any] | str, crs: str | None = None) -> tuple[Bas
     if isinstance(obj, (str, bytes)):
         try:
             obj = json.loads(obj)
-        except ValueError as exc:
-            raise RegionError(f"the region is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser goes
+            raise RegionError(f"the region is not valid JSON: {str(exc)[:200]}") from exc
     if not isinstance(obj, dict):
         raise RegionError("the region must be a GeoJSON object (Polygon, MultiPolygon, Feature or FeatureCollection)")
-    named = (obj.get("crs") or {}).get("properties", {}).get("name") if isinstance(obj.get("crs"), dict) else None
-    crs = crs or named or WGS84
-    parse_crs(crs)
+    crs = crs or _legacy_crs_name(obj) or WGS84
+    try:
+        check_transformable(crs)
+    except InvalidRasterError as exc:
+        raise RegionError(f"the region's CRS is not usable: {exc}") from exc
     kind = obj.get("type")
     if kind == "FeatureCollection":
-        geoms = [_geometry(f.get("geometry")) for f in obj.get("features") or []]
+        features = obj.get("features") or []
+        if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
+            raise RegionError("the region's FeatureCollection must hold a list of Feature objects")
+        geoms = [_geometry(f.get("geometry")) for f in features]
         if not geoms:
             raise RegionError("the region's FeatureCollection has no features")
         geom = shapely.union_all(geoms)
@@ -78,7 +84,21 @@ def parse_region(obj: dict[str, Any] | str, crs: str | None = None) -> tuple[Bas
         geom = _geometry(obj)
     if geom.is_empty or geom.area <= 0:
         raise RegionError("the region has no area")
+    if parse_crs(crs).is_geographic:
+        _, miny, _, maxy = geom.bounds
+        if miny < -90 or maxy > 90:
+            raise RegionError(f"the region's latitudes must lie in -90..90, got {miny:g}..{maxy:g}")
     return geom, crs
+
+
+def _legacy_crs_name(obj: dict[str, Any]) -> str | None:
+    """The CRS named by a GeoJSON object's legacy ``crs`` member (``{"properties": {"name": ...}}``)."""
+    member = obj.get("crs")
+    props = member.get("properties") if isinstance(member, dict) else None
+    name = props.get("name") if isinstance(props, dict) else None
+    if name is not None and not isinstance(name, str):
+        raise RegionError("the region's crs.properties.name must be a string such as \"EPSG:32618\"")
+    return name
 
 
 def _geometry(obj: Any) -> BaseGeometry:
@@ -89,6 +109,8 @@ def _geometry(obj: Any) -> BaseGeometry:
         geom = shape(obj)
     except Exception as exc:  # shapely raises several types for malformed coordinates
         raise RegionError(f"the region's coordinates are malformed: {exc}") from exc
+    if not np.isfinite(shapely.get_coordinates(geom)).all():
+        raise RegionError("the region's coordinates must be finite numbers")
     # A bowtie's signed lobes cancel to zero area, so ask whether a repaired ring would enclose any.
     if not geom.is_valid and shapely.make_valid(geom).area > 0:
         # Refused rather than repaired: a silent make_valid can drop or flip parts of the area

@@ -15,6 +15,7 @@ import shapely
 from pyproj import CRS, Geod, Transformer
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
+from pyproj.exceptions import ProjError
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
@@ -35,7 +36,15 @@ def parse_crs(crs: str) -> CRS:
 @lru_cache(maxsize=128)
 def _transformer(src: str, dst: str) -> Transformer:
     # Building a transformer costs milliseconds; plans reuse a handful of CRSs.
-    return Transformer.from_crs(parse_crs(src), parse_crs(dst), always_xy=True)
+    try:
+        return Transformer.from_crs(parse_crs(src), parse_crs(dst), always_xy=True)
+    except ProjError as exc:  # e.g. a local engineering CRS, which has no way to the Earth's
+        raise InvalidRasterError(f"coordinates in {src!r} cannot be transformed to {dst!r}: {exc}") from exc
+
+
+def check_transformable(crs: str, to: str = WGS84) -> None:
+    """Raise ``InvalidRasterError`` unless ``crs`` is known and has a way to ``to`` (footprints need WGS84)."""
+    _transformer(crs, to)
 
 
 def crs_code(crs: str) -> str | None:

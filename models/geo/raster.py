@@ -32,7 +32,7 @@ from models.errors import (
     WrongBandCountError,
 )
 from models.geo.bands import BandMatch, match_by_meaning
-from models.geo.footprints import crs_code
+from models.geo.footprints import check_transformable, crs_code
 from models.geo.patch_grid import PatchGrid
 
 # rasterio.features wraps arrays in in-memory datasets without georeferencing and warns so,
@@ -188,8 +188,9 @@ _VSIMEM = re.compile(
 )  # in-memory paths, and the bare UUID file names MemoryFile gives uploads
 
 
-def _gdal_message(exc: Exception, name: str) -> str:
-    """GDAL's message with in-memory file paths replaced by the upload's name.
+def _gdal_message(exc: Exception, name: str, path: str | None = None) -> str:
+    """GDAL's message with in-memory file paths, and the file's own ``path`` on this server,
+    replaced by the name the client knows it by.
 
     Read errors say only "see previous exception": the reason (which band, which block) is
     in the exception's cause, so that is the message a client gets.
@@ -197,6 +198,8 @@ def _gdal_message(exc: Exception, name: str) -> str:
     message = str(exc)
     if "previous exception" in message and exc.__cause__ is not None:
         message = str(exc.__cause__)
+    if path:
+        message = message.replace(path, name)
     return _VSIMEM.sub(name, message)
 
 
@@ -442,6 +445,12 @@ def reproject_to_grid(
     except RasterioError as exc:
         raise InvalidRasterError(f"{name} is not a readable GeoTIFF: {_gdal_message(exc, name)}") from exc
     src = np.ma.masked_invalid(src.astype(np.float32)).filled(np.nan)
+    if not np.isfinite(src).all(axis=0).any():
+        raise EmptyRasterError(f"{name} holds no valid pixels (every one is nodata, NaN or infinite)")
+    try:  # GDAL's own failure here (CPLE_NotSupportedError) is not a RasterioError
+        check_transformable(src_crs.to_wkt(), crs)
+    except InvalidRasterError as exc:
+        raise InvalidRasterError(f"{name} cannot be reprojected to the plan's CRS: {exc}") from exc
     dst = np.full((len(indexes), height, width), np.nan, dtype=np.float32)
     try:
         reproject(
@@ -531,7 +540,8 @@ class SceneReader:
             self._ds = ds
         except RasterioError as exc:
             self._stack.close()
-            raise InvalidRasterError(f"{self.name} cannot be opened: {_gdal_message(exc, self.name)}") from exc
+            message = _gdal_message(exc, self.name, self.source)
+            raise InvalidRasterError(f"{self.name} cannot be opened: {message}") from exc
         except BaseException:
             self._stack.close()
             raise

@@ -38,10 +38,14 @@ def create_estimate(
     ] = None,
     region_crs: Annotated[str | None, Form(description="CRS of the region (default WGS84).")] = None,
     model: Annotated[str | None, Form(description="Model id (GET /v1/models).")] = None,
-    tile_size_m: Annotated[float | None, Form(gt=0, description="Tile side in metres (default: the model's).")] = None,
+    tile_size_m: Annotated[
+        float | None,
+        Form(gt=0, le=100_000, allow_inf_nan=False, description="Tile side in metres (default: the model's)."),
+    ] = None,
     max_patches: Annotated[int | None, Form(ge=0, description="Per-tile budget: at most this many patches.")] = None,
     cloud_threshold: Annotated[
-        float | None, Form(description="Skip tiles whose B02 is at or above this in most pixels (cloud).")
+        float | None,
+        Form(allow_inf_nan=False, description="Skip tiles whose B02 is at or above this in most pixels (cloud)."),
     ] = None,
     max_price: Annotated[
         float | None, Form(ge=0, allow_inf_nan=False, description="Spend-aware order: spend at most this much.")
