@@ -223,6 +223,10 @@ def _assemble_hr(req: ClassifyPayload, bundle, purchased: list[int]) -> tuple[np
         )
     h, w = bundle.hr_size
     transform = resampled_transform(req.transform, (req.height, req.width), (h, w))
+    # the LR pixel the model sees: the tile's extent over the LR input's size
+    lr_pixel = max(
+        abs(req.transform[0]) * req.width / bundle.lr_size[1], abs(req.transform[4]) * req.height / bundle.lr_size[0]
+    )
     composite = np.full((len(bundle.bands), h, w), np.nan, np.float32)
     for f in req.files:
         image = reproject_to_grid(
@@ -234,6 +238,7 @@ def _assemble_hr(req: ClassifyPayload, bundle, purchased: list[int]) -> tuple[np
             name=f.filename,
             drivers=GEOTIFF,
             max_pixels=req.max_tile_pixels,
+            coarsest=lr_pixel,
         )
         if not image.valid.any():
             raise CoverageError(f"{f.filename} does not overlap the plan's tile; check its footprint and CRS")

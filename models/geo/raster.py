@@ -22,7 +22,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.transform import Affine
-from rasterio.warp import reproject
+from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
 from models.errors import (
@@ -429,10 +429,13 @@ def reproject_to_grid(
     drivers: Sequence[str] | None = ("GTiff",),
     max_pixels: int | None = None,
     resampling: Resampling = Resampling.average,
+    coarsest: float | None = None,
 ) -> GridImage:
     """Warp a georeferenced image in any CRS onto the grid ``crs``/``transform``/``size`` (h, w).
 
     Bands are matched as in ``read_tile``; pixels the source does not cover stay NaN.
+    ``coarsest``: the largest source pixel accepted, in ``crs`` units (an "HR" upload coarser than the
+    LR tile it should sharpen is refused rather than counted as bought imagery).
     """
     height, width = size
     dst_transform = Affine(*transform[:6])
@@ -441,7 +444,7 @@ def reproject_to_grid(
             check_georeferenced(ds, name, drivers, max_pixels)
             indexes = match_bands(ds.descriptions, band_names, name)
             src = ds.read(indexes, masked=True)
-            src_crs, src_transform = ds.crs, ds.transform
+            src_crs, src_transform, src_bounds = ds.crs, ds.transform, ds.bounds
     except RasterioError as exc:
         raise InvalidRasterError(f"{name} is not a readable GeoTIFF: {_gdal_message(exc, name)}") from exc
     src = np.ma.masked_invalid(src.astype(np.float32)).filled(np.nan)
@@ -451,6 +454,14 @@ def reproject_to_grid(
         check_transformable(src_crs.to_wkt(), crs)
     except InvalidRasterError as exc:
         raise InvalidRasterError(f"{name} cannot be reprojected to the plan's CRS: {exc}") from exc
+    if coarsest is not None:
+        x0, y0, x1, y1 = transform_bounds(src_crs, CRS.from_user_input(crs), *src_bounds)
+        pixel = max((x1 - x0) / src.shape[2], (y1 - y0) / src.shape[1])
+        if pixel > coarsest * (1 + 1e-6):
+            raise InvalidRasterError(
+                f"{name} has pixels of about {pixel:.4g} (in {crs} units), coarser than the plan's LR "
+                f"tile ({coarsest:.4g}): it is not HR imagery for this tile"
+            )
     dst = np.full((len(indexes), height, width), np.nan, dtype=np.float32)
     try:
         reproject(

@@ -133,3 +133,11 @@ def test_an_unreadable_uploaded_raster_does_not_name_the_servers_path(api, tmp_p
         detail = response.json()["detail"]
     assert str(tmp_path) not in detail and "uploads" not in detail, detail
     assert "mine.tif" in detail
+
+
+def test_hr_coarser_than_the_lr_tile_is_refused(client, plan, bundle_meta):
+    lr_h, lr_w = bundle_meta["lr_size"]
+    coarse = hr_over(TILE_BOUNDS, px=max(1, lr_w // 2), descriptions=BANDS)
+    expect(classify(client, plan["id"], "coarse.tif", coarse), 422, "invalid_raster", "coarser than the plan's LR tile")
+    as_fine_as_lr = hr_over(TILE_BOUNDS, px=lr_w, descriptions=BANDS)
+    assert classify(client, plan["id"], "lr_like.tif", as_fine_as_lr).status_code == 200
