@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Form
+from fastapi import Form, Request
+from fastapi.exceptions import RequestValidationError
 
 from service.schemas import ErrorBody, JobPublic
 
@@ -14,7 +15,9 @@ TargetAccuracyForm = Annotated[
 ]
 PricingForm = Annotated[
     str | None,
-    Form(description='A preset (archive, tasking) or a JSON object of overrides: {"preset": "tasking", "price_per_km2": 25}.'),
+    Form(
+        description='A preset (archive, tasking) or a JSON object of overrides: {"preset": "tasking", "price_per_km2": 25}.'
+    ),
 ]
 BandsForm = Annotated[
     str | None,
@@ -32,3 +35,21 @@ PENDING: dict[int | str, dict[str, Any]] = {
 
 def band_list(bands: str | None) -> list[str] | None:
     return bands.split(",") if bands else None
+
+
+MULTI_VALUED = frozenset({"files"})  # the only form field a request may repeat (classify's HR uploads)
+
+
+async def one_value_per_field(request: Request) -> None:
+    """Refuse a form field sent more than once (two ``tile`` parts, two ``max_price`` values): the
+    framework would keep the last one and silently drop the others."""
+    if request.method != "POST":
+        return
+    kind = request.headers.get("content-type", "")
+    if not kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        return
+    form = await request.form()  # parsed once per request: the route reads the same form
+    repeated = {name: len(form.getlist(name)) for name in form.keys() if name not in MULTI_VALUED}
+    errors = [{"loc": (name,), "msg": f"sent {n} times; send it once"} for name, n in repeated.items() if n > 1]
+    if errors:
+        raise RequestValidationError(errors)

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.deps import EstimateServiceDep, JobServiceDep, TenantDep
-from service.forms import BandsForm, PricingForm, TargetAccuracyForm, band_list
+from service.forms import BandsForm, PricingForm, TargetAccuracyForm, band_list, one_value_per_field
 from service.pricing import request_pricing
 from service.routes.jobs import job_response
 from service.schemas import ErrorBody, JobPublic
 from service.settings import Settings
 from service.uploads import LargeFormRoute
 
-router = APIRouter(prefix="/v1", tags=["estimates"], route_class=LargeFormRoute)
+router = APIRouter(
+    prefix="/v1", tags=["estimates"], route_class=LargeFormRoute, dependencies=[Depends(one_value_per_field)]
+)
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (403, 404, 409, 413, 422, 503)}
 
 

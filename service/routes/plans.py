@@ -2,17 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from service.deps import JobServiceDep, PlanServiceDep, TenantDep
-from service.forms import PENDING, BandsForm, PricingForm, TargetAccuracyForm, band_list
+from service.forms import PENDING, BandsForm, PricingForm, TargetAccuracyForm, band_list, one_value_per_field
 from service.pricing import request_pricing
 from service.routes.jobs import job_response
 from service.schemas import ClassificationPublic, ErrorBody, PlanPublic
 from service.stac import MEDIA_TYPE, plan_item
 
-router = APIRouter(prefix="/v1", tags=["plans"])
+router = APIRouter(prefix="/v1", tags=["plans"], dependencies=[Depends(one_value_per_field)])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody},

@@ -141,3 +141,24 @@ def test_hr_coarser_than_the_lr_tile_is_refused(client, plan, bundle_meta):
     expect(classify(client, plan["id"], "coarse.tif", coarse), 422, "invalid_raster", "coarser than the plan's LR tile")
     as_fine_as_lr = hr_over(TILE_BOUNDS, px=lr_w, descriptions=BANDS)
     assert classify(client, plan["id"], "lr_like.tif", as_fine_as_lr).status_code == 200
+
+
+def test_a_form_field_sent_twice_is_refused_not_resolved_to_the_last(client, lr_tile):
+    files = [("tile", ("a.tif", lr_tile(), TIFF)), ("tile", ("b.tif", lr_tile(), TIFF))]
+    expect(client.post("/v1/plans", files=files), 422, "invalid_request", "tile: sent 2 times")
+    one = [("tile", ("a.tif", lr_tile(), TIFF))]
+    response = client.post("/v1/plans", files=one, data={"max_price": ["50", "500"]})
+    expect(response, 422, "invalid_request", "max_price: sent 2 times")
+
+
+def test_classify_still_takes_many_files(client, plan):
+    from service_helpers import BUY, patch_bounds
+
+    files = [("files", (f"patch_{i}.tif", hr_over(patch_bounds(i), px=32), TIFF)) for i in BUY]
+    assert client.post(f"/v1/plans/{plan['id']}/classify", files=files).status_code == 200
+
+
+def test_an_estimate_field_sent_twice_is_refused(api):
+    region = geojson_text(tiles_box(0, 0, 2, 2))
+    data = {"region": region, "raster_ref": ["scene.tif", "other.tif"], "region_crs": "EPSG:32618"}
+    expect(api.post("/v1/estimates", data=data), 422, "invalid_request", "raster_ref: sent 2 times")
