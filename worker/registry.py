@@ -107,12 +107,18 @@ class ModelRegistry:
         for batcher in batchers:
             batcher.close()
 
-    def preload(self) -> None:
-        """Load every bundle that loads; a failure is logged now and answered when the model is asked for."""
+    def preload(self, require_default: bool = False) -> None:
+        """Load every bundle that loads; a failure is logged now and answered when the model is asked for.
+
+        ``require_default``: the default model's failure is raised instead (a worker that cannot answer
+        a request naming no model should not start).
+        """
         for model_id in self.checkpoints:
             try:
                 self.get(model_id)
             except CheckpointError as exc:
+                if require_default and model_id == self.default:
+                    raise
                 log.error("model %r (%s) does not load: %s", model_id, self.checkpoints[model_id], exc.message)
 
     def describe(self) -> list[dict[str, Any]]:

@@ -19,8 +19,16 @@ from worker.jobstore import RedisJobStore, worker_job_store
 
 @worker_init.connect
 def _load_models(**_: Any) -> None:
-    """Load the model bundles once, before the worker takes its first task."""
-    jobs.process_registry().preload()
+    """Load the model bundles once, before the worker takes its first task.
+
+    A worker that cannot serve (a GPU it lacks, a missing or broken default bundle) must not start: Celery
+    logs an ``Exception`` from a signal handler and goes on, so the failure leaves as ``SystemExit``.
+    """
+    try:
+        jobs.process_registry().preload(require_default=True)
+    except Exception as exc:
+        reason = f"[{exc.code}] {exc.message}" if isinstance(exc, PatchDropError) else f"{type(exc).__name__}: {exc}"
+        raise SystemExit(f"patchdrop worker cannot start: {reason}") from exc
 
 
 @shared_task(name="patchdrop.plan", throws=(PatchDropError,))
