@@ -227,12 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except PatchDropError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
-        return 2
+    except ValidationError as exc:  # an option the payload schema refuses (as the API answers 422)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+        print(f"error [invalid_request]: {problems}", file=sys.stderr)
+    except UnicodeDecodeError as exc:
+        print(f"error [invalid_request]: a text file (GeoJSON) is not UTF-8 text: {exc.reason}", file=sys.stderr)
+    except OSError as exc:  # a file that is missing, a folder, unreadable, or in the way of an output
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error [invalid_request]:{where}: {exc.strerror or exc}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from models.geo.bands import sensor_warning
 from worker.jobstore import ACTIVE, Job, JobState, JobStore, error_body, new_job, now
 from worker.payloads import PricingPayload
 
+MAX_TILE_SIZE_M = 100_000.0  # a 100 km tile: far beyond any model tile, and its pixel counts stay finite
+
 
 class EstimatePayload(BaseModel):
     """What the API sends: the request, resolved (the raster as a path or URL rasterio opens)."""
@@ -46,11 +48,11 @@ class EstimatePayload(BaseModel):
     region: dict[str, Any]  # GeoJSON as sent
     region_crs: str | None = None
     model: str | None = None
-    tile_size_m: float | None = Field(default=None, gt=0)
+    tile_size_m: float | None = Field(default=None, gt=0, le=MAX_TILE_SIZE_M, allow_inf_nan=False)
     chunk_tiles: int = Field(default=4096, ge=1)
     max_tiles: int | None = Field(default=None, ge=1)
     max_patches: int | None = Field(default=None, ge=0)
-    cloud_threshold: float | None = None
+    cloud_threshold: float | None = Field(default=None, allow_inf_nan=False)
     bands: list[str] | None = None  # what each band of the raster is, in file order (models.geo.bands)
     max_price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     target_accuracy: float | None = Field(default=None, ge=0, le=1)

@@ -85,9 +85,14 @@ def parse_region(obj: dict[str, Any] | str, crs: str | None = None) -> tuple[Bas
     if geom.is_empty or geom.area <= 0:
         raise RegionError("the region has no area")
     if parse_crs(crs).is_geographic:
-        _, miny, _, maxy = geom.bounds
+        minx, miny, maxx, maxy = geom.bounds
         if miny < -90 or maxy > 90:
             raise RegionError(f"the region's latitudes must lie in -90..90, got {miny:g}..{maxy:g}")
+        if minx < -180 or maxx > 180:
+            raise RegionError(
+                f"the region's longitudes must lie in -180..180, got {minx:g}..{maxx:g} "
+                "(split a region across the antimeridian in two polygons, as RFC 7946 asks)"
+            )
     return geom, crs
 
 

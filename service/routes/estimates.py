@@ -17,6 +17,7 @@ from service.routes.jobs import job_response
 from service.schemas import ErrorBody, JobPublic
 from service.settings import Settings
 from service.uploads import LargeFormRoute
+from worker.estimates import MAX_TILE_SIZE_M
 
 router = APIRouter(
     prefix="/v1", tags=["estimates"], route_class=LargeFormRoute, dependencies=[Depends(one_value_per_field)]
@@ -42,7 +43,7 @@ def create_estimate(
     model: Annotated[str | None, Form(description="Model id (GET /v1/models).")] = None,
     tile_size_m: Annotated[
         float | None,
-        Form(gt=0, le=100_000, allow_inf_nan=False, description="Tile side in metres (default: the model's)."),
+        Form(gt=0, le=MAX_TILE_SIZE_M, allow_inf_nan=False, description="Tile side in metres (default: the model's)."),
     ] = None,
     max_patches: Annotated[int | None, Form(ge=0, description="Per-tile budget: at most this many patches.")] = None,
     cloud_threshold: Annotated[

@@ -43,6 +43,14 @@ REGIONS = {
         {"type": "Polygon", "coordinates": [[[0, 80], [1, 80], [1, 95], [0, 95], [0, 80]]]},
         "latitudes must lie in -90..90",
     ),
+    "longitude_beyond_180": (
+        {"type": "Polygon", "coordinates": [[[-200, 0], [200, 0], [200, 1], [-200, 1], [-200, 0]]]},
+        "longitudes must lie in -180..180",
+    ),
+    "huge_coordinate": (
+        {"type": "Polygon", "coordinates": [[[0, 0], [1e308, 0], [1e308, 1], [0, 1], [0, 0]]]},
+        "longitudes must lie in -180..180",
+    ),
 }
 
 
