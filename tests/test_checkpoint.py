@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -41,8 +43,18 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path):
 def test_corrupt_or_foreign_files_give_clear_errors(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="not a readable PatchDrop checkpoint"):
+    with pytest.raises(CheckpointError, match="not a PatchDrop checkpoint"):
         load_bundle(bad)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="not a torch.save zip archive"):
+        load_bundle(tmp_path / "empty.pt")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_bundle(tmp_path)
+    objects = tmp_path / "objects.pt"
+    torch.save({"format": "x", "anything": Fraction(1, 3)}, objects)  # a Python object weights_only refuses
+    with pytest.raises(CheckpointError, match="Python objects besides tensors") as refused:
+        load_bundle(objects)
+    assert "weights_only" not in str(refused.value)  # never advise running the file's code
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     with pytest.raises(CheckpointError, match="format tag"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,12 +179,22 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
 
 def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> ModelBundle:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a model bundle file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save's format; anything else is not a bundle
+        raise CheckpointError(f"{path} is not a PatchDrop checkpoint (not a torch.save zip archive)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise CheckpointError(f"{path} is not a readable PatchDrop checkpoint: {exc}") from exc
+        # Not torch's text: it suggests weights_only=False, i.e. running the file's code.
+        reason = (
+            "it holds Python objects besides tensors, which are not loaded (that would run code from the file)"
+            if "Weights only load failed" in str(exc)
+            else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        )
+        raise CheckpointError(f"{path} is not a readable PatchDrop checkpoint: {reason}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a PatchDrop model bundle (format tag missing)")
     version = payload.get("format_version")
