@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 
 from models.datasets.base import Splits
-from models.errors import CheckpointError
+from models.errors import CheckpointError, PatchDropError
 from models.nn.checkpoint import ModelBundle, build_bundle, git_commit, load_bundle, save_bundle
 from models.nn.device import choose_device
 from models.nn.policy import BASELINE_BUYS
@@ -61,11 +62,15 @@ class Run:
         overrides = {k: getattr(args, k, None) for k in ("seed", "device", "threads")}
         self.cfg = TrainConfig.from_json(args.config, **overrides)
         for kv in args.set or []:
-            key, _, value = kv.partition("=")
+            key, _, text = kv.partition("=")
             if not hasattr(self.cfg, key):
-                raise SystemExit(f"unknown setting {key!r}")
-            default = getattr(self.cfg, key)
-            setattr(self.cfg, key, json.loads(value) if default is None else type(default)(value))
+                raise ValueError(f"unknown setting {key!r} in --set {kv}")
+            try:  # JSON for numbers, true/false and null; anything else is a string (fill=zeros)
+                value = json.loads(text)
+            except ValueError:
+                value = text
+            # rebuilt, so the setting is checked as a config file's would be
+            self.cfg = TrainConfig(**{**self.cfg.to_dict(), key: value})
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
@@ -422,8 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except PatchDropError as exc:  # a missing stage bundle, a device that is not there, ...
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     import shlex
-    import sys
 
     args = build_parser().parse_args(argv)
     if args.command == "export":
@@ -435,7 +447,13 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.out, args.to, args.lr_classifier)
         return 0
     command = "python -m models.train " + shlex.join(argv if argv is not None else sys.argv[1:])
-    run = Run(args)
+    try:
+        run = Run(args)
+    except PatchDropError:
+        raise
+    except (ValueError, OSError) as exc:  # a bad --config, --set or --out: say which, without a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     baselines = [b for b in args.baselines.split(",") if b]
     t = time.time()
     steps = {

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
+
+# The least value of each numeric setting, and whether it must lie strictly above it.
+RANGES: dict[str, tuple[float, bool]] = {
+    **{f"{n}_epochs": (0, False) for n in ("cls", "lr_cls", "pt", "ft1", "ft2", "hard_positive", "baseline")},
+    **{n: (1, False) for n in ("threads", "policy_depth", "policy_width", "classifier_depth", "classifier_width",
+                               "classifier_stem_stride", "cls_batch", "pt_batch", "ft_batch", "eval_batch")},
+    **{n: (0, True) for n in ("cls_lr", "policy_lr", "finetune_cls_lr", "sigma_pt", "sigma_ft", "sigma_ft2",
+                              "distill_temperature")},
+    **{n: (0, False) for n in ("alpha_start", "alpha_end", "budget_mix", "budget_k_min", "distill", "lr_kd_weight")},
+}  # fmt: skip
 
 
 @dataclass
@@ -67,16 +78,46 @@ class TrainConfig:
     eval_batch: int = 250  # small batches stay in cache: ~1.5x faster than 1000 on CPU
 
     def __post_init__(self) -> None:
+        self._check_types()
         choices = {"fill": ("lr", "zeros"), "fusion": ("paper", "confidence"),
                    "budget_masks": ("policy", "random", "both"), "select": ("reward", "budgets"),
                    "cls_keep": ("best", "last")}  # fmt: skip
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name, (least, strict) in RANGES.items():
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value < least or (strict and value == least)):
+                raise ValueError(f"{name} must be {'above' if strict else 'at least'} {least:g}, got {value}")
+        for name in ("budget_mix", "alpha_start", "alpha_end"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name} must lie in 0..1, got {getattr(self, name)}")
+
+    def _check_types(self) -> None:
+        """Each field holds its declared type (a JSON config or ``--set`` can give "false" for a bool)."""
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            value, hint = getattr(self, f.name), hints[f.name]
+            allowed = get_args(hint) or (hint,)
+            if value is None and type(None) in allowed:
+                continue
+            if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, f.name, float(value))
+                continue
+            ok = any(
+                isinstance(value, t) and not (t is int and isinstance(value, bool))
+                for t in allowed
+                if t is not type(None)
+            )
+            if not ok:
+                names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+                raise ValueError(f"{f.name} must be {names}, got {value!r}")
 
     @classmethod
     def from_json(cls, path: Path | None, **overrides: Any) -> TrainConfig:
         values: dict[str, Any] = json.loads(path.read_text()) if path else {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} must hold a JSON object of TrainConfig fields")
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:

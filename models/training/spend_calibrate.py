@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from models.acquisition.spend import FEATURES, LR_FEATURES, fit_value_model, tile_features
 from models.datasets.base import ImageSet
 from models.datasets.chips import SPLITS_FILE, load_chips, read_splits_file, scan_chip_folder
+from models.errors import PatchDropError
 from models.nn.checkpoint import ModelBundle, load_bundle, save_bundle
 from models.nn.grid import downsample
 
@@ -98,10 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.bins < 1:
+        parser.error(f"--bins must be at least 1, got {args.bins}")
     torch.set_num_threads(2)
-    bundle = load_bundle(args.bundle)
-    models_ = calibrate(bundle, args.chips, args.bins)
+    try:
+        bundle = load_bundle(args.bundle)
+        models_ = calibrate(bundle, args.chips, args.bins)
+    except PatchDropError as exc:  # a bundle or chip folder that is missing or unusable
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
     bundle.metadata.update(models_)
     save_bundle(bundle, args.out or args.bundle)
     for key, d in models_.items():
