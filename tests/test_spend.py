@@ -221,3 +221,17 @@ def test_the_feature_that_predicts_the_gain_is_chosen():
     model, scores = fit_value_model(tile_features(policy, lr), lr_right, hr_right)
     assert model.feature in ("lr_margin", "lr_max", "lr_entropy")
     assert scores[model.feature] > max(scores["policy_mean"], scores["policy_max"], scores["policy_count"]) + 0.05
+
+
+def test_a_free_price_list_plans_without_dividing_by_zero():
+    """0 per km² and no minimums: every group is free, so the planner ranks them first, with no warnings."""
+    import warnings
+
+    free = PricingProfile(price_per_km2=0.0, min_area_km2=0.0, min_width_m=0.0, min_order_charge=0.0, currency="USD")
+    rng = np.random.default_rng(0)
+    p_lr = rng.uniform(0.5, 1.0, (6, 6))
+    p_hr = np.clip(p_lr + rng.uniform(0, 0.2, (6, 6)), 0, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        plan = plan_spend(p_lr, p_hr, np.ones((6, 6), bool), lambda m: 0.0, free, (320.0, 320.0), max_price=0.0)
+    assert plan.price == 0.0 and plan.expected_accuracy == pytest.approx(p_hr.mean())

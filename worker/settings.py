@@ -22,6 +22,7 @@ class WorkerSettings(BaseSettings):
 
     redis_url: str | None = Field(
         default=None,
+        pattern=r"^((redis|rediss|unix)://.*)?$",  # empty: unset
         validation_alias=AliasChoices("redis_url", "PATCHDROP_REDIS_URL", "REDIS_URL"),
         description="Redis URL used as Celery broker, result backend and plan store. "
         "Unset: the API runs the tasks in process and stores plans in SQLite.",

@@ -397,7 +397,9 @@ def _candidate_masks(
                 labels, n = (components, n_comp) if block == 0 else _split(components, block)
                 value = np.bincount(labels[mask] - 1, gain[mask], minlength=n)
                 price = _estimate_prices(labels, n, tile_m, profile)
-                order = np.argsort(-(value / price), kind="stable")
+                # a free group (a price list of 0 per km² and no minimums) comes first
+                per_money = np.divide(value, price, out=np.full(n, np.inf), where=price > 0)
+                order = np.argsort(-per_money, kind="stable")
                 order = order[value[order] > 0]
                 if not len(order):
                     continue

@@ -51,3 +51,14 @@ def test_settings_refuse_what_is_not_a_device(device):
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:3"])
 def test_settings_accept_devices_and_leave_presence_to_the_worker(device):
     assert WorkerSettings(device=device).device == device
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "localhost:6379", "http://127.0.0.1:6379"])
+def test_settings_refuse_a_redis_url_that_is_not_one(url):
+    with pytest.raises(ValidationError, match="redis_url"):
+        WorkerSettings(redis_url=url)
+
+
+@pytest.mark.parametrize("url", ["", "redis://127.0.0.1:6379/0", "rediss://cache.example:6380/1", "unix:///run/r.sock"])
+def test_settings_accept_redis_urls_and_empty_as_unset(url):
+    assert WorkerSettings(redis_url=url).redis_url == url
