@@ -63,12 +63,7 @@ class Run:
         self.cfg = TrainConfig.from_json(args.config, **overrides)
         for kv in args.set or []:
             key, _, text = kv.partition("=")
-            if not hasattr(self.cfg, key):
-                raise ValueError(f"unknown setting {key!r} in --set {kv}")
-            try:  # JSON for numbers, true/false and null; anything else is a string (fill=zeros)
-                value = json.loads(text)
-            except ValueError:
-                value = text
+            value = TrainConfig.setting_from_text(key, text)
             # rebuilt, so the setting is checked as a config file's would be
             self.cfg = TrainConfig(**{**self.cfg.to_dict(), key: value})
         if self.cfg.threads:

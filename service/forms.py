@@ -45,11 +45,13 @@ async def one_value_per_field(request: Request) -> None:
     framework would keep the last one and silently drop the others."""
     if request.method != "POST":
         return
-    kind = request.headers.get("content-type", "")
+    kind = request.headers.get("content-type", "").lower()
     if not kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         return
+    route = request.scope.get("route")
+    declared = {p.alias for p in getattr(getattr(route, "dependant", None), "body_params", [])}
     form = await request.form()  # parsed once per request: the route reads the same form
-    repeated = {name: len(form.getlist(name)) for name in form.keys() if name not in MULTI_VALUED}
+    repeated = {name: len(form.getlist(name)) for name in declared - MULTI_VALUED if name in form}
     errors = [{"loc": (name,), "msg": f"sent {n} times; send it once"} for name, n in repeated.items() if n > 1]
     if errors:
         raise RequestValidationError(errors)

@@ -88,3 +88,48 @@ def test_hr_in_another_crs_is_warped_onto_the_plan_grid(tmp_path):
     out = reproject_to_grid(half, "EPSG:32618", grid_transform, (64, 64), BANDS)
     assert out.valid[:, :28].all() and not out.valid[:, 36:].any()
     assert np.isnan(out.array[:, :, 40:]).all()
+
+
+def _tile_at(lon: float, lat: float) -> tuple[tuple[float, ...], tuple[float, float, float, float]]:
+    """A 320 m plan tile in UTM 33N at (lon, lat): its 32 px HR grid transform and its bounds."""
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True).transform(lon, lat)
+    bounds = (x, y, x + 320, y + 320)
+    return tuple(from_bounds(*bounds, 32, 32))[:6], bounds
+
+
+@pytest.mark.parametrize(
+    ("crs", "pixel", "accepted"),
+    [
+        ("EPSG:3413", 30.0, True),  # polar stereographic, its grid turned about 60° against the tile's
+        ("EPSG:3413", 45.0, False),
+        ("EPSG:32633", 40.0, True),  # as coarse as the LR pixel: still accepted
+        ("EPSG:32633", 80.0, False),
+    ],
+)
+def test_hr_coarser_than_the_lr_pixel_is_refused_measured_where_the_tile_is(tmp_path, crs, pixel, accepted):
+    transform, bounds = _tile_at(15, 70)
+    x0, y0, x1, y1 = transform_bounds("EPSG:32633", crs, *bounds)
+    n = int((max(x1 - x0, y1 - y0) + 400) / pixel) + 1
+    data = np.random.default_rng(0).integers(100, 4000, (4, n, n)).astype("uint16")
+    path = write(tmp_path / "hr.tif", data, crs=crs, transform=from_origin(x0 - 200, y1 + 200, pixel, pixel))
+    args = (str(path), "EPSG:32633", transform, (32, 32), ["B02", "B03", "B04", "B08"])
+    if accepted:
+        assert reproject_to_grid(*args, coarsest=40.0).valid.all()
+    else:
+        with pytest.raises(InvalidRasterError, match="coarser than the plan's LR tile"):
+            reproject_to_grid(*args, coarsest=40.0)
+
+
+def test_a_long_thin_strip_of_fine_pixels_is_not_mistaken_for_coarse(tmp_path):
+    """The pixel is measured at the tile, not from the whole file's reprojected extent."""
+    transform, bounds = _tile_at(15, 60)
+    lon0, _, _, lat1 = transform_bounds("EPSG:32633", "EPSG:4326", *bounds)
+    dlat, dlon = 30 / 111_320, 30 / (111_320 * np.cos(np.radians(60)))
+    data = np.random.default_rng(0).integers(100, 4000, (4, 300, 8000)).astype("uint16")
+    write(tmp_path / "strip.tif", data, crs="EPSG:4326", transform=from_origin(lon0 - 0.01, lat1 + 0.05, dlon, dlat))
+    image = reproject_to_grid(
+        str(tmp_path / "strip.tif"), "EPSG:32633", transform, (32, 32), ["B02", "B03", "B04", "B08"], coarsest=40.0
+    )
+    assert image.valid.all()

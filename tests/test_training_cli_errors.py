@@ -23,11 +23,27 @@ from models.training.spend_calibrate import main as calibrate_main
         ({"budget_mix": 1.5}, "budget_mix must lie in 0..1"),
         ({"seed": "a"}, "seed must be int"),
         ({"fill": "bogus"}, "fill must be one of lr, zeros"),
+        ({"policy_depth": 9}, "policy_depth must be 6n \\+ 2"),
     ],
 )
 def test_bad_settings_are_refused(values, fragment):
     with pytest.raises(ValueError, match=fragment):
         TrainConfig(**values)
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "value"),
+    [("augment_flip", "false", False), ("augment_flip", "True", True), ("cls_lr", ".5", 0.5),
+     ("cls_epochs", "+3", 3), ("sigma_ft2", "null", None), ("fill", "zeros", "zeros")],
+)  # fmt: skip
+def test_set_values_are_read_as_their_fields_type(key, text, value):
+    assert TrainConfig.setting_from_text(key, text) == value
+    assert type(TrainConfig.setting_from_text(key, text)) is type(value)
+
+
+def test_set_refuses_what_is_not_a_setting():
+    with pytest.raises(ValueError, match="unknown setting 'to_dict'"):
+        TrainConfig.setting_from_text("to_dict", "1")
 
 
 def test_ints_are_accepted_for_float_settings():
@@ -49,7 +65,7 @@ def train(tmp_path, *extra: str) -> list[str]:
     ("extra", "fragment"),
     [
         (("--set", "augment_flip=false"), None),  # parsed as JSON false, then fails on the missing chips
-        (("--set", "augment_flip=maybe"), "augment_flip must be bool"),
+        (("--set", "augment_flip=maybe"), "augment_flip must be true or false"),
         (("--set", "cls_epochs=-2"), "cls_epochs must be at least 0"),
         (("--set", "nothing=1"), "unknown setting 'nothing'"),
         (("--config", "/no/such/config.json"), "No such file or directory"),
@@ -73,9 +89,9 @@ def test_the_training_cli_names_missing_data_with_its_code(tmp_path, capsys):
     assert "error [dataset_not_found]: chip folder not found" in capsys.readouterr().err
 
 
-def test_calibration_needs_at_least_one_bin():
-    with pytest.raises(SystemExit) as done:
-        calibrate_main(["--bins", "0"])
+def test_calibration_needs_at_least_one_bin(tmp_path):
+    with pytest.raises(SystemExit) as done:  # refused before the bundle is even looked for
+        calibrate_main(["--bins", "0", "--bundle", str(tmp_path / "b.pt"), "--out", str(tmp_path / "o.pt")])
     assert done.value.code == 2
 
 

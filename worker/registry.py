@@ -113,13 +113,16 @@ class ModelRegistry:
         ``require_default``: the default model's failure is raised instead (a worker that cannot answer
         a request naming no model should not start).
         """
+        if require_default:
+            self.resolve(self.default)  # a default id that names no configured model
         for model_id in self.checkpoints:
             try:
                 self.get(model_id)
-            except CheckpointError as exc:
+            except Exception as exc:  # CheckpointError, or e.g. out of GPU memory while moving it there
                 if require_default and model_id == self.default:
                     raise
-                log.error("model %r (%s) does not load: %s", model_id, self.checkpoints[model_id], exc.message)
+                reason = exc.message if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
+                log.error("model %r (%s) does not load: %s", model_id, self.checkpoints[model_id], reason)
 
     def describe(self) -> list[dict[str, Any]]:
         out = []

@@ -82,11 +82,14 @@ class PricingSchema(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    # Upper bounds far above any vendor's list keep every price and area the billing engine
-    # computes finite (a 1e308 price per km² overflows to infinity on the first polygon).
+    # Upper bounds far above any vendor's list, in any currency (VND, IDR), keep every price and
+    # area the billing engine computes finite (a 1e308 price per km² overflows on the first polygon).
     preset: str | None = Field(default=None, description="Built-in price list: " + ", ".join(PRESETS) + ".")
     price_per_km2: float = Field(
-        default=ARCHIVE_PRICE_LIST.price_per_km2, ge=0, le=1e6, description="Price per km² (at most 1,000,000)."
+        default=ARCHIVE_PRICE_LIST.price_per_km2,
+        ge=0,
+        le=1e12,
+        description="Price per km², in any currency's units (at most 1e12).",
     )
     min_area_km2: float = Field(
         default=ARCHIVE_PRICE_LIST.min_area_km2,
@@ -103,8 +106,8 @@ class PricingSchema(BaseModel):
     min_order_charge: float = Field(
         default=ARCHIVE_PRICE_LIST.min_order_charge,
         ge=0,
-        le=1e9,
-        description="A non-empty order costs at least this (at most 1,000,000,000).",
+        le=1e15,
+        description="A non-empty order costs at least this (at most 1e15).",
     )
     currency: str = Field(default=ARCHIVE_PRICE_LIST.currency, min_length=1)
 

@@ -45,6 +45,7 @@ from models.geo.footprints import (
 
 STATUSES = ("planned", "outside_region", "outside_raster", "nodata", "empty", "cloud")
 PLANNED, OUTSIDE_REGION, OUTSIDE_RASTER, NODATA, EMPTY, CLOUD = range(len(STATUSES))
+MAX_COORDINATE = 1e9  # metres (or degrees): beyond the extent of any CRS on Earth
 MIN_PATCH_OVERLAP = 0.01  # share of a patch the region must cover for the patch to be bought
 PROB_SCALE = 255  # probabilities are stored as uint8: 0.004 resolution is plenty for a report
 
@@ -88,11 +89,10 @@ def parse_region(obj: dict[str, Any] | str, crs: str | None = None) -> tuple[Bas
         minx, miny, maxx, maxy = geom.bounds
         if miny < -90 or maxy > 90:
             raise RegionError(f"the region's latitudes must lie in -90..90, got {miny:g}..{maxy:g}")
-        if minx < -180 or maxx > 180:
-            raise RegionError(
-                f"the region's longitudes must lie in -180..180, got {minx:g}..{maxx:g} "
-                "(split a region across the antimeridian in two polygons, as RFC 7946 asks)"
-            )
+        # Wider than -180..180: a region across the antimeridian may run on to 182, and a
+        # 0..360 convention is a longitude too; beyond this it is no place on Earth.
+        if minx < -540 or maxx > 540:
+            raise RegionError(f"the region's longitudes must lie in -540..540, got {minx:g}..{maxx:g}")
     return geom, crs
 
 
@@ -114,8 +114,11 @@ def _geometry(obj: Any) -> BaseGeometry:
         geom = shape(obj)
     except Exception as exc:  # shapely raises several types for malformed coordinates
         raise RegionError(f"the region's coordinates are malformed: {exc}") from exc
-    if not np.isfinite(shapely.get_coordinates(geom)).all():
+    coords = shapely.get_coordinates(geom)
+    if not np.isfinite(coords).all():
         raise RegionError("the region's coordinates must be finite numbers")
+    if len(coords) and np.abs(coords).max() > MAX_COORDINATE:  # far beyond any CRS's extent; GEOS overflows
+        raise RegionError(f"the region's coordinates must lie within ±{MAX_COORDINATE:g} of the CRS's origin")
     # A bowtie's signed lobes cancel to zero area, so ask whether a repaired ring would enclose any.
     if not geom.is_valid and shapely.make_valid(geom).area > 0:
         # Refused rather than repaired: a silent make_valid can drop or flip parts of the area

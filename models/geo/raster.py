@@ -7,6 +7,7 @@ plain ``PixelWindow`` tuples, never as rasterio objects.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +23,8 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.transform import Affine
-from rasterio.warp import reproject, transform_bounds
+from rasterio.warp import reproject
+from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from models.errors import (
@@ -444,7 +446,7 @@ def reproject_to_grid(
             check_georeferenced(ds, name, drivers, max_pixels)
             indexes = match_bands(ds.descriptions, band_names, name)
             src = ds.read(indexes, masked=True)
-            src_crs, src_transform, src_bounds = ds.crs, ds.transform, ds.bounds
+            src_crs, src_transform = ds.crs, ds.transform
     except RasterioError as exc:
         raise InvalidRasterError(f"{name} is not a readable GeoTIFF: {_gdal_message(exc, name)}") from exc
     src = np.ma.masked_invalid(src.astype(np.float32)).filled(np.nan)
@@ -455,8 +457,7 @@ def reproject_to_grid(
     except InvalidRasterError as exc:
         raise InvalidRasterError(f"{name} cannot be reprojected to the plan's CRS: {exc}") from exc
     if coarsest is not None:
-        x0, y0, x1, y1 = transform_bounds(src_crs, CRS.from_user_input(crs), *src_bounds)
-        pixel = max((x1 - x0) / src.shape[2], (y1 - y0) / src.shape[1])
+        pixel = _local_pixel_size(src_crs, src_transform, crs, dst_transform * (width / 2, height / 2))
         if pixel > coarsest * (1 + 1e-6):
             raise InvalidRasterError(
                 f"{name} has pixels of about {pixel:.4g} (in {crs} units), coarser than the plan's LR "
@@ -478,6 +479,18 @@ def reproject_to_grid(
     except RasterioError as exc:
         raise InvalidRasterError(f"{name} cannot be reprojected to {crs}: {exc}") from exc
     return GridImage(dst, np.isfinite(dst).all(axis=0))
+
+
+def _local_pixel_size(src_crs: CRS, src_transform: Affine, dst_crs: str, at: tuple[float, float]) -> float:
+    """The side, in ``dst_crs`` units, of a square as large as one source pixel at the point ``at`` (in
+    ``dst_crs``): local, so neither a rotated grid nor a long strip inflates it as a whole file's extent would."""
+    dst = CRS.from_user_input(dst_crs)
+    (sx,), (sy,) = warp_transform(dst, src_crs, [at[0]], [at[1]])
+    xs = [sx, sx + src_transform.a, sx + src_transform.b]
+    ys = [sy, sy + src_transform.d, sy + src_transform.e]
+    (x0, x1, x2), (y0, y1, y2) = warp_transform(src_crs, dst, xs, ys)
+    area = abs((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))
+    return math.sqrt(area)
 
 
 def pixel_size(source: str | Path) -> tuple[float, float]:

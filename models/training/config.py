@@ -89,6 +89,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value < least or (strict and value == least)):
                 raise ValueError(f"{name} must be {'above' if strict else 'at least'} {least:g}, got {value}")
+        for name in ("policy_depth", "classifier_depth"):  # the ResNet's rule (models.nn.networks)
+            depth = getattr(self, name)
+            if (depth - 2) % 6 or depth < 8:
+                raise ValueError(f"{name} must be 6n + 2 with n >= 1 (8, 14, 20, ...), got {depth}")
         for name in ("budget_mix", "alpha_start", "alpha_end"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} must lie in 0..1, got {getattr(self, name)}")
@@ -112,6 +116,32 @@ class TrainConfig:
             if not ok:
                 names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
                 raise ValueError(f"{f.name} must be {names}, got {value!r}")
+
+    @classmethod
+    def setting_from_text(cls, key: str, text: str) -> Any:
+        """A ``--set KEY=VALUE`` value as the field's type: true/false (any case), numbers as Python
+        reads them (.5, 1e-3, +3), null/None for an optional field, else the text."""
+        if key not in {f.name for f in fields(cls)}:
+            raise ValueError(f"unknown setting {key!r}")
+        hint = get_type_hints(cls)[key]
+        allowed = get_args(hint) or (hint,)
+        word = text.strip()
+        if word.lower() in ("null", "none") and type(None) in allowed:
+            return None
+        if bool in allowed:
+            if word.lower() in ("true", "false"):
+                return word.lower() == "true"
+            raise ValueError(f"{key} must be true or false, got {text!r}")
+        for kind in (int, float):
+            if kind in allowed:
+                try:
+                    return kind(word)
+                except ValueError:
+                    pass
+        if str in allowed:
+            return text
+        names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+        raise ValueError(f"{key} must be {names}, got {text!r}")
 
     @classmethod
     def from_json(cls, path: Path | None, **overrides: Any) -> TrainConfig:

@@ -11,6 +11,7 @@ import pytest
 from service_helpers import REDIS_ENV
 
 from models.errors import CheckpointError
+from worker.errors import UnknownModelError
 from worker.registry import ModelRegistry
 
 
@@ -19,6 +20,8 @@ def test_preload_can_require_the_default_model(bundle_path, tmp_path):
     ModelRegistry({"default": str(bundle_path), "broken": missing}, "default", "cpu").preload(require_default=True)
     with pytest.raises(CheckpointError, match="missing.pt"):
         ModelRegistry({"default": missing}, "default", "cpu").preload(require_default=True)
+    with pytest.raises(UnknownModelError, match="unknown model 'main'"):
+        ModelRegistry({"default": str(bundle_path)}, "main", "cpu").preload(require_default=True)
 
 
 def test_a_worker_whose_default_model_does_not_load_exits_at_start(tmp_path):
