@@ -223,10 +223,8 @@ def _assemble_hr(req: ClassifyPayload, bundle, purchased: list[int]) -> tuple[np
         )
     h, w = bundle.hr_size
     transform = resampled_transform(req.transform, (req.height, req.width), (h, w))
-    # the LR pixel the model sees: the tile's extent over the LR input's size
-    lr_pixel = max(
-        abs(req.transform[0]) * req.width / bundle.lr_size[1], abs(req.transform[4]) * req.height / bundle.lr_size[0]
-    )
+    lr_grid = resampled_transform(req.transform, (req.height, req.width), bundle.lr_size)  # the LR the model sees
+    lr_pixel = max(abs(lr_grid[0]), abs(lr_grid[4]))
     composite = np.full((len(bundle.bands), h, w), np.nan, np.float32)
     for f in req.files:
         image = reproject_to_grid(

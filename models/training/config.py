@@ -97,12 +97,20 @@ class TrainConfig:
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} must lie in 0..1, got {getattr(self, name)}")
 
+    @classmethod
+    def _field_types(cls, name: str) -> tuple[type, ...]:
+        """The types a field may hold, ``NoneType`` among them for an optional one."""
+        hint = get_type_hints(cls)[name]
+        return get_args(hint) or (hint,)
+
+    @staticmethod
+    def _type_names(allowed: tuple[type, ...]) -> str:
+        return " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+
     def _check_types(self) -> None:
         """Each field holds its declared type (a JSON config or ``--set`` can give "false" for a bool)."""
-        hints = get_type_hints(type(self))
         for f in fields(self):
-            value, hint = getattr(self, f.name), hints[f.name]
-            allowed = get_args(hint) or (hint,)
+            value, allowed = getattr(self, f.name), self._field_types(f.name)
             if value is None and type(None) in allowed:
                 continue
             if float in allowed and isinstance(value, int) and not isinstance(value, bool):
@@ -114,8 +122,7 @@ class TrainConfig:
                 if t is not type(None)
             )
             if not ok:
-                names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
-                raise ValueError(f"{f.name} must be {names}, got {value!r}")
+                raise ValueError(f"{f.name} must be {self._type_names(allowed)}, got {value!r}")
 
     @classmethod
     def setting_from_text(cls, key: str, text: str) -> Any:
@@ -123,8 +130,7 @@ class TrainConfig:
         reads them (.5, 1e-3, +3), null/None for an optional field, else the text."""
         if key not in {f.name for f in fields(cls)}:
             raise ValueError(f"unknown setting {key!r}")
-        hint = get_type_hints(cls)[key]
-        allowed = get_args(hint) or (hint,)
+        allowed = cls._field_types(key)
         word = text.strip()
         if word.lower() in ("null", "none") and type(None) in allowed:
             return None
@@ -140,8 +146,7 @@ class TrainConfig:
                     pass
         if str in allowed:
             return text
-        names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
-        raise ValueError(f"{key} must be {names}, got {text!r}")
+        raise ValueError(f"{key} must be {cls._type_names(allowed)}, got {text!r}")
 
     @classmethod
     def from_json(cls, path: Path | None, **overrides: Any) -> TrainConfig:
